@@ -1,0 +1,155 @@
+"""The `wm` command: one click group; stage commands are generated from their `Stage` specs.
+
+Every stage command takes one option per config field (its help text is the field's), plus
+`--config`, `--set`, `--preset`, `--seed`, `--out` and `--force`. Nothing here imports TensorFlow:
+`wm --help` and `wm <command> --help` stay fast. Errors the user can fix print one sentence to
+stderr and exit with the error's code (1 runtime failure, 2 bad input, 130 interrupted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from wm import __version__
+from wm.config import coerce_value, field_types, resolve_config, unwrap_optional
+from wm.errors import WMError
+
+
+def _fail(error: WMError) -> None:
+    click.echo(f"Error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _guarded(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except WMError as error:
+        _fail(error)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="wm")
+def cli() -> None:
+    """wm: learned world models (World Models, Dreamer, PlaNet) reproduced end to end.
+
+    Each stage reads and writes self-describing HDF5 artifacts; `wm inspect FILE` shows one.
+    """
+
+
+def _click_type(config_class: type, field: dataclasses.Field) -> Any:
+    base, _ = unwrap_optional(field_types(config_class)[field.name])
+    if field.metadata.get("choices"):
+        return click.Choice([str(c) for c in field.metadata["choices"]])
+    return {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(base, click.STRING)
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    if field.default is not dataclasses.MISSING:
+        return "none" if field.default is None else str(field.default)
+    return json.dumps(field.default_factory())  # type: ignore[misc]
+
+
+def _stage_command(stage: Any) -> click.Command:
+    config_class = stage.config_class
+    fields = dataclasses.fields(config_class)
+
+    def callback(**kwargs: Any) -> None:
+        def action() -> None:
+            explicit = {}
+            for field in fields:
+                value = kwargs.pop(field.name)
+                if value is not None:
+                    explicit[field.name] = coerce_value(config_class, field.name, value, from_text=True)
+            config = resolve_config(
+                config_class,
+                preset=kwargs.pop("preset"),
+                config_file=kwargs.pop("config_path"),
+                sets=kwargs.pop("set_items"),
+                explicit=explicit,
+            )
+            out = kwargs.pop("out") or (stage.default_out(config) if stage.default_out else None)
+            if out is None:
+                raise click.UsageError("--out is required.")
+            inputs = {name: kwargs.pop(name) for name in stage.inputs}
+            stage.run(config, out=out, seed=kwargs.pop("seed"), inputs=inputs, force=kwargs.pop("force"))
+
+        _guarded(action)
+
+    params: list[click.Parameter] = []
+    for name, kind in stage.inputs.items():
+        params.append(click.Option([f"--{name.replace('_', '-')}", name], required=True, type=click.Path(), help=f"Input {kind} artifact."))
+    for field in fields:
+        params.append(
+            click.Option(
+                [f"--{field.name.replace('_', '-')}", field.name],
+                type=_click_type(config_class, field),
+                default=None,
+                help=f"{field.metadata['help']} [default: {_default_text(field)}]",
+            )
+        )
+    presets = ", ".join(config_class.PRESETS) or "none"
+    params += [
+        click.Option(["--out", "out"], type=click.Path(), default=None, help="Output artifact path (.h5)."),
+        click.Option(["--seed", "seed"], type=int, default=0, show_default=True, help="Random seed of the run."),
+        click.Option(["--preset", "preset"], default=None, help=f"Named settings: {presets}."),
+        click.Option(["--config", "config_path"], type=click.Path(), default=None, help="YAML or TOML file of config overrides."),
+        click.Option(["--set", "set_items"], multiple=True, metavar="KEY=VALUE", help="Override one config value (repeatable)."),
+        click.Option(["--force", "force"], is_flag=True, help="Replace an output (or unfinished run) made with other settings."),
+    ]
+    return click.Command(stage.name, callback=callback, params=params, help=stage.help, short_help=stage.help)
+
+
+def _register_stages() -> None:
+    from wm.stages import all_stages
+
+    for stage in all_stages():
+        cli.add_command(_stage_command(stage))
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def inspect_command(path: str, as_json: bool) -> None:
+    """Show an artifact: kind, provenance, datasets and a per-kind summary."""
+
+    def action() -> None:
+        from wm.io.inspect import describe, format_description
+
+        description = describe(path)
+        click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
+
+    _guarded(action)
+
+
+@cli.group("export")
+def export_group() -> None:
+    """Export artifacts to other formats."""
+
+
+@export_group.command("minari")
+@click.argument("rollouts", type=click.Path())
+@click.option("--dataset-id", required=True, help="Minari dataset id, e.g. wm/doom-takecover-random-v0.")
+@click.option("--force", is_flag=True, help="Replace a local Minari dataset with the same id.")
+def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
+    """Write a rollouts artifact as a Minari dataset (images stored losslessly)."""
+
+    def action() -> None:
+        from wm.export.to_minari import export_minari
+
+        path = export_minari(rollouts, dataset_id, force=force)
+        click.echo(f"Wrote Minari dataset {dataset_id} to {path}; load it with minari.load_dataset({dataset_id!r}).")
+
+    _guarded(action)
+
+
+_register_stages()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="wm")

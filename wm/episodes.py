@@ -1,0 +1,98 @@
+"""Running one episode in a worker: the unit of parallel work for rollouts (and, later, evaluation).
+
+Each episode draws its randomness from `numpy.random.SeedSequence(seed, spawn_key=(index, ...))`, so
+episode `index` of a run is the same whichever worker runs it and however many workers there are.
+Workers keep their environment between episodes (ViZDoom takes a moment to start).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wm.io.rollouts import Episode
+from wm.policies import PolicySpec, make_policy
+
+ENV_SEED_KEY = 0
+POLICY_SEED_KEY = 1
+
+
+def episode_env_seed(seed: int, index: int) -> int:
+    """The `env.reset(seed=...)` value of episode `index` of a run with `seed`."""
+    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(index, ENV_SEED_KEY))
+    return int(sequence.generate_state(1, np.uint32)[0])
+
+
+def episode_policy_rng(seed: int, index: int) -> np.random.Generator:
+    """The policy's random generator for episode `index` of a run with `seed`."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, POLICY_SEED_KEY)))
+
+
+@dataclass(frozen=True)
+class EpisodeTask:
+    """Everything a worker needs to run one episode (picklable, JSON-able values only)."""
+
+    env_name: str
+    max_steps: int
+    policy: PolicySpec
+    seed: int
+    index: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_ENV_CACHE: dict[str, Any] = {}
+
+
+def _cached_env(task: EpisodeTask) -> Any:
+    from wm.envs import make_env
+
+    key = json.dumps([task.env_name, task.max_steps, task.env_kwargs], sort_keys=True)
+    if key not in _ENV_CACHE:
+        for env in _ENV_CACHE.values():
+            env.close()
+        _ENV_CACHE.clear()
+        _ENV_CACHE[key] = make_env(task.env_name, task.max_steps, **task.env_kwargs)
+    return _ENV_CACHE[key]
+
+
+def run_episode(task: EpisodeTask) -> Episode:
+    """Play one episode and return it step-aligned: obs[i] is the frame action[i] was chosen on.
+
+    The observation returned after the last action is dropped (ViZDoom's is all zeros).
+    """
+    import gymnasium.spaces as spaces
+
+    env = _cached_env(task)
+    policy = make_policy(task.policy, task.env_name, env.action_space)
+    policy.reset(episode_policy_rng(task.seed, task.index))
+    env_seed = episode_env_seed(task.seed, task.index)
+    observation, _ = env.reset(seed=env_seed)
+    observations, actions, rewards, terminations, truncations = [], [], [], [], []
+    while True:
+        action = policy.act(observation)
+        next_observation, reward, terminated, truncated, _ = env.step(action)
+        observations.append(observation)
+        actions.append(action)
+        rewards.append(reward)
+        terminations.append(terminated)
+        truncations.append(truncated)
+        if terminated or truncated:
+            break
+        observation = next_observation
+    if isinstance(env.action_space, spaces.Discrete):
+        action_array = np.asarray(actions, dtype=np.int64)
+    else:
+        action_array = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+    observation_dtype = env.observation_space.dtype if env.observation_space.dtype == np.uint8 else np.float32
+    return Episode(
+        index=task.index,
+        seed=env_seed,
+        obs=np.asarray(observations, dtype=observation_dtype),
+        action=action_array,
+        reward=np.asarray(rewards, dtype=np.float32),
+        terminated=np.asarray(terminations, dtype=bool),
+        truncated=np.asarray(truncations, dtype=bool),
+    )

@@ -1,0 +1,1 @@
+"""Exports of wm artifacts to other ecosystems' formats."""

@@ -1,0 +1,280 @@
+"""HDF5 artifacts: root attributes, fingerprints, atomic writes and the one validating loader.
+
+Every stage output is one HDF5 file whose root attributes describe it (DESIGN.md §3). Files are
+written under a temporary name in the destination folder and moved into place with `os.replace`
+only when complete, so a crash never leaves a half-written file under the final name. Everything is
+read through `open_artifact`, which turns every way a file can be wrong into one clear sentence.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import h5py
+import numpy as np
+
+import wm
+from wm.errors import ArtifactError, OutputExistsError, UsageError
+from wm.io.schema import SCHEMAS, validate_artifact
+
+ROOT_ATTRIBUTES = (
+    "wm_kind",
+    "wm_schema_version",
+    "wm_version",
+    "created_utc",
+    "stage",
+    "seed",
+    "config_json",
+    "inputs_json",
+    "fingerprint",
+    "system_json",
+)
+
+# Attributes that make HDF viewers (h5web, HDFView) show an image stack as pictures.
+IMAGE_ATTRIBUTES = {
+    "CLASS": np.bytes_("IMAGE"),
+    "IMAGE_SUBCLASS": np.bytes_("IMAGE_TRUECOLOR"),
+    "INTERLACE_MODE": np.bytes_("INTERLACE_PIXEL"),
+    "IMAGE_VERSION": np.bytes_("1.2"),
+}
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One input artifact of a stage, as recorded in `inputs_json`."""
+
+    name: str
+    kind: str
+    path: str
+    fingerprint: str
+
+
+def compute_fingerprint(
+    stage: str, stage_version: int, config: Mapping[str, Any], inputs: Iterable[InputRef], seed: int
+) -> str:
+    """Hash of everything that determines an artifact's content: stage, version, config, inputs, seed."""
+    payload = {
+        "stage": stage,
+        "stage_version": stage_version,
+        "config": dict(config),
+        "inputs": sorted((ref.name, ref.fingerprint) for ref in inputs),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _version_of(distribution: str) -> str | None:
+    try:
+        return _metadata.version(distribution)
+    except _metadata.PackageNotFoundError:
+        return None
+
+
+def system_info() -> dict[str, Any]:
+    """Versions of Python and the main libraries, read without importing them (no TensorFlow start-up)."""
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("tensorflow", "keras", "tensorflow-probability", "h5py", "numpy", "gymnasium", "vizdoom"):
+        info[dist] = _version_of(dist)
+    return info
+
+
+def write_root_attributes(
+    f: h5py.File,
+    *,
+    kind: str,
+    stage: str,
+    seed: int,
+    config_json: str,
+    inputs: Iterable[InputRef],
+    fingerprint: str,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the root attributes every artifact carries (plus kind-specific `extra` ones)."""
+    if kind not in SCHEMAS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    f.attrs["wm_kind"] = kind
+    f.attrs["wm_schema_version"] = SCHEMAS[kind].version
+    f.attrs["wm_version"] = wm.__version__
+    f.attrs["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    f.attrs["stage"] = stage
+    f.attrs["seed"] = int(seed)
+    f.attrs["config_json"] = config_json
+    f.attrs["inputs_json"] = json.dumps([ref.__dict__ for ref in inputs])
+    f.attrs["fingerprint"] = fingerprint
+    f.attrs["system_json"] = json.dumps(system_info(), sort_keys=True)
+    for key, value in (extra or {}).items():
+        f.attrs[key] = value
+
+
+def mark_as_image_stack(dataset: h5py.Dataset) -> None:
+    """Tag a [N, H, W, 3] uint8 dataset so that HDF viewers display it as truecolor images."""
+    for key, value in IMAGE_ATTRIBUTES.items():
+        dataset.attrs[key] = value
+
+
+def commit(temporary: Path, final: Path) -> None:
+    """Move a complete file into place atomically (after flushing it to disk)."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+
+
+def ensure_writable_folder(out: Path) -> None:
+    """Create the output folder if needed and prove it is writable, or raise one clear sentence."""
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wm-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"Output folder {folder} is not writable ({reason}); choose another --out.") from None
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The fingerprint of an existing wm artifact, or None if the file is not a readable wm artifact."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("fingerprint")
+    except (OSError, ValueError):
+        return None
+    return _as_str(value) if value is not None else None
+
+
+def check_output(out: Path, fingerprint: str, *, force: bool) -> bool:
+    """Decide what to do about an output path before a stage starts work.
+
+    Returns True when `out` already holds this exact result (same fingerprint): the stage has
+    nothing to do. Returns False when the stage should run. Raises OutputExistsError when `out`
+    holds something else and `force` is not set; with `force` the old file is replaced only when
+    the new one is complete.
+    """
+    ensure_writable_folder(out)
+    if out.is_dir():
+        raise OutputExistsError(f"Output path {out} is a folder; give a file name ending in .h5.")
+    if not out.exists():
+        return False
+    existing = read_fingerprint(out)
+    if existing == fingerprint:
+        return True
+    if force:
+        return False
+    what = f"a result with another fingerprint ({existing})" if existing else "a file that is not a wm artifact"
+    raise OutputExistsError(
+        f"{out} already holds {what}; pass --force to replace it or choose another --out."
+    )
+
+
+def _as_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Artifact:
+    """A validated, read-only artifact: the open h5py file plus its decoded root attributes."""
+
+    def __init__(self, path: Path, file: h5py.File):
+        self.path = path
+        self.file = file
+        attrs = file.attrs
+        self.kind: str = _as_str(attrs["wm_kind"])
+        self.schema_version = int(attrs["wm_schema_version"])
+        self.fingerprint: str = _as_str(attrs.get("fingerprint", ""))
+        self.stage: str = _as_str(attrs.get("stage", ""))
+        self.seed = int(attrs.get("seed", -1))
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        """A root attribute, with bytes decoded to str."""
+        value = self.file.attrs.get(name, default)
+        return _as_str(value) if isinstance(value, (bytes, np.bytes_)) else value
+
+    def json_attr(self, name: str, default: Any = None) -> Any:
+        """A root attribute holding JSON, decoded."""
+        value = self.attr(name)
+        return default if value is None else json.loads(value)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.json_attr("config_json", {})
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return self.json_attr("inputs_json", [])
+
+    def input_ref(self, name: str) -> InputRef:
+        """This artifact as an input of another stage."""
+        return InputRef(name=name, kind=self.kind, path=str(self.path), fingerprint=self.fingerprint)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Artifact":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> Artifact:
+    """Open and validate an artifact, or raise ArtifactError with one sentence naming the file and the fix.
+
+    Checks, in order: the file exists, is HDF5, is not truncated, is a wm artifact, is of the
+    expected kind, has a schema version this wm can read, and has the datasets (with consistent
+    shapes) its kind requires.
+    """
+    path = Path(path)
+    kinds = {kind} if isinstance(kind, str) else set(kind) if kind is not None else None
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist.")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not an artifact file.")
+    if not h5py.is_hdf5(path):
+        raise ArtifactError(f"{path} is not an HDF5 file; give a file written by a wm stage.")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as exc:
+        raise ArtifactError(
+            f"{path} could not be opened as HDF5 ({_first_line(exc)}); the file is truncated or corrupted, "
+            "so write it again with the stage that made it."
+        ) from None
+    try:
+        if "wm_kind" not in file.attrs:
+            raise ArtifactError(f"{path} is an HDF5 file but not a wm artifact (it has no wm_kind attribute).")
+        found = _as_str(file.attrs["wm_kind"])
+        if found not in SCHEMAS:
+            raise ArtifactError(f"{path} has an unknown artifact kind '{found}'.")
+        if kinds is not None and found not in kinds:
+            wanted = " or ".join(f"'{k}'" for k in sorted(kinds))
+            raise ArtifactError(f"{path} is a '{found}' artifact, but a {wanted} artifact is needed here.")
+        version = int(file.attrs.get("wm_schema_version", 0))
+        supported = SCHEMAS[found].version
+        if version > supported:
+            raise ArtifactError(
+                f"{path} has {found} schema version {version}, newer than this wm {wm.__version__} reads "
+                f"(up to {supported}); upgrade wm to read it."
+            )
+        if version < 1:
+            raise ArtifactError(f"{path} has an invalid schema version {version}.")
+        validate_artifact(found, file, path)
+    except ArtifactError:
+        file.close()
+        raise
+    except OSError as exc:  # data or metadata blocks missing: a truncated file that still opens
+        file.close()
+        raise ArtifactError(
+            f"{path} could not be read ({_first_line(exc)}); the file is truncated or corrupted, "
+            "so write it again with the stage that made it."
+        ) from None
+    return Artifact(path, file)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

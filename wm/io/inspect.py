@@ -1,0 +1,96 @@
+"""`wm inspect`: what an artifact is, where it came from, what it holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from wm.io.artifact import ROOT_ATTRIBUTES, open_artifact
+
+
+def _dataset_info(name: str, dataset: h5py.Dataset) -> dict[str, Any]:
+    return {
+        "name": name,
+        "shape": list(dataset.shape),
+        "dtype": str(dataset.dtype),
+        "chunks": list(dataset.chunks) if dataset.chunks else None,
+        "compression": dataset.compression,
+        "compression_opts": dataset.compression_opts,
+        "shuffle": bool(dataset.shuffle),
+        "image": dataset.attrs.get("CLASS") == b"IMAGE",
+    }
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Kind, provenance (config, inputs, versions), every dataset, and a per-kind summary."""
+    with open_artifact(path) as artifact:
+        f = artifact.file
+        datasets: list[dict[str, Any]] = []
+        f.visititems(lambda name, item: datasets.append(_dataset_info(name, item)) if isinstance(item, h5py.Dataset) else None)
+        other = {key: artifact.attr(key) for key in f.attrs if key not in ROOT_ATTRIBUTES}
+        for key, value in other.items():
+            if hasattr(value, "item"):
+                other[key] = value.item()
+            if key.endswith("_json") and isinstance(value, str):
+                other[key] = json.loads(value)
+        description: dict[str, Any] = {
+            "path": str(path),
+            "kind": artifact.kind,
+            "schema_version": artifact.schema_version,
+            "wm_version": artifact.attr("wm_version"),
+            "created_utc": artifact.attr("created_utc"),
+            "stage": artifact.stage,
+            "seed": artifact.seed,
+            "fingerprint": artifact.fingerprint,
+            "config": artifact.config,
+            "inputs": artifact.inputs,
+            "system": artifact.json_attr("system_json", {}),
+            "attributes": other,
+            "datasets": datasets,
+            "summary": _summary(artifact),
+        }
+    return description
+
+
+def _summary(artifact: Any) -> dict[str, Any]:
+    if artifact.kind in ("rollouts", "replay"):
+        from wm.io.rollouts import RolloutsReader
+
+        return RolloutsReader(artifact).summary()
+    return {}
+
+
+def format_description(d: dict[str, Any]) -> str:
+    """The human-readable form of `describe`."""
+    lines = [
+        f"{d['path']}: {d['kind']} artifact (schema {d['schema_version']}, wm {d['wm_version']})",
+        f"  made by stage '{d['stage']}' on {d['created_utc']} with seed {d['seed']}, fingerprint {d['fingerprint']}",
+        "  config: " + json.dumps(d["config"], sort_keys=True),
+    ]
+    if d["inputs"]:
+        lines.append("  inputs:")
+        lines += [f"    {i['name']}: {i['kind']} {i['path']} ({i['fingerprint']})" for i in d["inputs"]]
+    else:
+        lines.append("  inputs: none")
+    lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in d["system"].items() if v))
+    for key, value in d["attributes"].items():
+        lines.append(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    lines.append("  datasets:")
+    for ds in d["datasets"]:
+        compression = ds["compression"] or "none"
+        if ds["compression_opts"] is not None:
+            compression += f" {ds['compression_opts']}"
+        if ds["shuffle"]:
+            compression += "+shuffle"
+        shape = "x".join(str(n) for n in ds["shape"])
+        chunks = "x".join(str(n) for n in ds["chunks"]) if ds["chunks"] else "contiguous"
+        image = "  (image stack)" if ds["image"] else ""
+        lines.append(f"    {ds['name']:<16} {shape:<18} {ds['dtype']:<8} chunks {chunks:<14} {compression}{image}")
+    if d["summary"]:
+        lines.append("  summary:")
+        for key, value in d["summary"].items():
+            lines.append(f"    {key}: {value:.3f}" if isinstance(value, float) else f"    {key}: {value}")
+    return "\n".join(lines)

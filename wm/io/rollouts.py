@@ -1,0 +1,211 @@
+"""The rollouts layout: flat, step-aligned arrays plus an episode index (DESIGN.md §3).
+
+    obs[i]                  the observation on which action[i] was chosen
+    action[i]               the action taken
+    reward[i]               reward returned after action[i]
+    terminated[i], truncated[i]   returned after action[i]
+    episode/start, length, seed, return   one row per episode
+
+The observation after an episode's last action is not stored (ViZDoom returns an all-zero frame
+there). Episodes are appended as they finish to a partial file next to the output; each append is
+flushed and then committed by two root attributes, so a run killed at any moment resumes from the
+last committed episode, and anything written past it is cut off on reopening.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from wm.io.artifact import Artifact, mark_as_image_stack
+
+COMMITTED_EPISODES = "partial_committed_episodes"
+COMMITTED_STEPS = "partial_committed_steps"
+
+# Chunks of about 64 KiB: a random frame costs one small chunk read, a 50-step window a handful.
+TARGET_CHUNK_BYTES = 64 * 1024
+
+
+@dataclass
+class Episode:
+    """One finished episode, step-aligned as in the module docstring."""
+
+    index: int
+    seed: int
+    obs: np.ndarray  # [T, *obs_shape]
+    action: np.ndarray  # [T, A] float32 or [T] int64
+    reward: np.ndarray  # [T] float32
+    terminated: np.ndarray  # [T] bool
+    truncated: np.ndarray  # [T] bool
+
+    @property
+    def length(self) -> int:
+        return int(self.reward.shape[0])
+
+    @property
+    def total_return(self) -> float:
+        return float(self.reward.astype(np.float64).sum())
+
+
+def chunk_rows(row_shape: tuple[int, ...], itemsize: int) -> int:
+    """Rows per chunk: a power of two giving chunks of about TARGET_CHUNK_BYTES."""
+    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize)
+    rows = max(1, TARGET_CHUNK_BYTES // row_bytes)
+    return int(min(4096, 2 ** int(math.log2(rows))))
+
+
+def compression_options(compression: str) -> dict[str, Any]:
+    """h5py dataset keywords for a compression name (none, lzf or gzip; gzip at level 1)."""
+    if compression == "none":
+        return {}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+    raise ValueError(f"unknown compression {compression!r}")
+
+
+class RolloutsWriter:
+    """Appends episodes to an open (partial) rollouts file; creates or resumes its datasets."""
+
+    def __init__(
+        self,
+        f: h5py.File,
+        *,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        action_shape: tuple[int, ...],
+        action_dtype: np.dtype,
+        compression: str,
+        image_obs: bool,
+    ):
+        self.f = f
+        if "obs" not in f:
+            options = compression_options(compression)
+            self._create("obs", obs_shape, obs_dtype, options)
+            if image_obs:
+                mark_as_image_stack(f["obs"])
+            self._create("action", action_shape, action_dtype, options)
+            for name, dtype in (("reward", np.float32), ("terminated", np.bool_), ("truncated", np.bool_)):
+                self._create(name, (), np.dtype(dtype), options)
+            for name, dtype in (("start", np.int64), ("length", np.int64), ("seed", np.int64), ("return", np.float64)):
+                self._create(f"episode/{name}", (), np.dtype(dtype), {})
+            f.attrs[COMMITTED_EPISODES] = 0
+            f.attrs[COMMITTED_STEPS] = 0
+            f.flush()
+        self._truncate_to_commit()
+
+    def _create(self, name: str, row_shape: tuple[int, ...], dtype: np.dtype, options: dict[str, Any]) -> None:
+        dtype = np.dtype(dtype)
+        self.f.create_dataset(
+            name,
+            shape=(0, *row_shape),
+            maxshape=(None, *row_shape),
+            dtype=dtype,
+            chunks=(chunk_rows(row_shape, dtype.itemsize), *row_shape),
+            **options,
+        )
+
+    @property
+    def episodes(self) -> int:
+        """Episodes committed so far."""
+        return int(self.f.attrs[COMMITTED_EPISODES])
+
+    @property
+    def steps(self) -> int:
+        """Steps committed so far."""
+        return int(self.f.attrs[COMMITTED_STEPS])
+
+    def _truncate_to_commit(self) -> None:
+        """Cut off anything written after the last commit (a run killed mid-append)."""
+        steps, episodes = self.steps, self.episodes
+        for name in ("obs", "action", "reward", "terminated", "truncated"):
+            self.f[name].resize(steps, axis=0)
+        for name in ("start", "length", "seed", "return"):
+            self.f[f"episode/{name}"].resize(episodes, axis=0)
+
+    def append(self, episode: Episode) -> None:
+        """Write one episode, flush, then commit it."""
+        if episode.index != self.episodes:
+            raise RuntimeError(f"episode {episode.index} arrived while episode {self.episodes} was expected")
+        start, length = self.steps, episode.length
+        for name in ("obs", "action", "reward", "terminated", "truncated"):
+            dataset = self.f[name]
+            dataset.resize(start + length, axis=0)
+            dataset[start:] = getattr(episode, name)
+        row = {"start": start, "length": length, "seed": episode.seed, "return": episode.total_return}
+        for name, value in row.items():
+            dataset = self.f[f"episode/{name}"]
+            dataset.resize(episode.index + 1, axis=0)
+            dataset[episode.index] = value
+        self.f.flush()
+        self.f.attrs[COMMITTED_STEPS] = start + length
+        self.f.attrs[COMMITTED_EPISODES] = episode.index + 1
+        self.f.flush()
+
+    def finish(self) -> None:
+        """Drop the commit counters: the file is complete."""
+        del self.f.attrs[COMMITTED_EPISODES]
+        del self.f.attrs[COMMITTED_STEPS]
+
+
+class RolloutsReader:
+    """Episode-wise access to a validated rollouts (or replay) artifact, without loading it whole."""
+
+    def __init__(self, artifact: Artifact):
+        self.artifact = artifact
+        self.f = artifact.file
+        self.starts = self.f["episode/start"][:]
+        self.lengths = self.f["episode/length"][:]
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.f["reward"].shape[0])
+
+    def episode(self, index: int) -> Episode:
+        """Read episode `index` (its frames only)."""
+        start, length = int(self.starts[index]), int(self.lengths[index])
+        window = slice(start, start + length)
+        return Episode(
+            index=index,
+            seed=int(self.f["episode/seed"][index]),
+            obs=self.f["obs"][window],
+            action=self.f["action"][window],
+            reward=self.f["reward"][window],
+            terminated=self.f["terminated"][window],
+            truncated=self.f["truncated"][window],
+        )
+
+    def episodes(self) -> Iterator[Episode]:
+        """Every episode in order, one at a time."""
+        for index in range(self.num_episodes):
+            yield self.episode(index)
+
+    def summary(self) -> dict[str, Any]:
+        """Episodes, steps, and return mean/std/min/max."""
+        returns = self.f["episode/return"][:]
+        summary: dict[str, Any] = {"episodes": self.num_episodes, "steps": self.num_steps}
+        if returns.size:
+            summary.update(
+                return_mean=float(returns.mean()),
+                return_std=float(returns.std()),
+                return_min=float(returns.min()),
+                return_max=float(returns.max()),
+                length_mean=float(self.lengths.mean()),
+                terminated_episodes=int(self.f["terminated"][:].sum()),
+            )
+        return summary
+
+
+def partial_path(out: Path) -> Path:
+    """Where an unfinished run of `out` keeps its episodes (same folder, so os.replace is atomic)."""
+    return out.parent / f".{out.name}.partial"

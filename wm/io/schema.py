@@ -1,0 +1,90 @@
+"""The on-disk schema of each artifact kind: its version and the checks its loader applies.
+
+A kind's `version` is bumped whenever its layout changes incompatibly; the loader refuses files
+newer than it knows. Kinds whose stages have not landed yet are listed so that the names are
+reserved and recognised, with no dataset checks until their stage defines them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import h5py
+
+from wm.errors import ArtifactError
+
+
+@dataclass(frozen=True)
+class KindSchema:
+    """What one artifact kind must contain."""
+
+    version: int
+    required_datasets: tuple[str, ...] = ()
+    required_attributes: tuple[str, ...] = ()
+    check: Callable[[h5py.File, Path], None] | None = field(default=None, compare=False)
+
+
+def _check_rollouts(f: h5py.File, path: Path) -> None:
+    """Step-aligned arrays share one length; the episode index tiles them exactly."""
+    steps = f["reward"].shape[0]
+    for name in ("obs", "action", "terminated", "truncated"):
+        if f[name].shape[0] != steps:
+            raise ArtifactError(
+                f"{path} is inconsistent: '{name}' has {f[name].shape[0]} rows but 'reward' has {steps}; "
+                "write it again with `wm rollout`."
+            )
+    episodes = f["episode/start"].shape[0]
+    for name in ("episode/length", "episode/seed", "episode/return"):
+        if f[name].shape[0] != episodes:
+            raise ArtifactError(f"{path} is inconsistent: '{name}' does not have one row per episode.")
+    lengths = f["episode/length"][:]
+    starts = f["episode/start"][:]
+    if int(lengths.sum()) != steps or (episodes and (starts[0] != 0 or (starts[1:] != (starts + lengths)[:-1]).any())):
+        raise ArtifactError(f"{path} is inconsistent: the episode index does not tile the {steps} steps.")
+
+
+ROLLOUT_DATASETS = (
+    "obs",
+    "action",
+    "reward",
+    "terminated",
+    "truncated",
+    "episode/start",
+    "episode/length",
+    "episode/seed",
+    "episode/return",
+)
+
+SCHEMAS: dict[str, KindSchema] = {
+    "rollouts": KindSchema(
+        version=1,
+        required_datasets=ROLLOUT_DATASETS,
+        required_attributes=("env_id", "observation_space_json", "action_space_json", "policy"),
+        check=_check_rollouts,
+    ),
+    # Same step-aligned layout as rollouts; written by the Dreamer stage.
+    "replay": KindSchema(version=1, required_datasets=ROLLOUT_DATASETS, check=_check_rollouts),
+    "vae": KindSchema(version=1),
+    "latents": KindSchema(version=1),
+    "mdnrnn": KindSchema(version=1),
+    "controller": KindSchema(version=1),
+    "evaluation": KindSchema(version=1),
+    "dreamer": KindSchema(version=1),
+}
+
+
+def validate_artifact(kind: str, f: h5py.File, path: Path) -> None:
+    """Raise ArtifactError if `f` lacks what its kind requires or is internally inconsistent."""
+    schema = SCHEMAS[kind]
+    for name in schema.required_attributes:
+        if name not in f.attrs:
+            raise ArtifactError(f"{path} is missing the root attribute '{name}' that a {kind} artifact needs.")
+    for name in schema.required_datasets:
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise ArtifactError(
+                f"{path} is missing the dataset '{name}' that a {kind} artifact needs; write it again."
+            )
+    if schema.check is not None:
+        schema.check(f, path)

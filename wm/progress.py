@@ -1,0 +1,57 @@
+"""Progress for long work: a bar with rate and ETA on a terminal, a log line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+LOG_INTERVAL_SECONDS = 10.0
+
+
+class Progress:
+    """Counts finished items (episodes, batches) and an optional secondary count (frames)."""
+
+    def __init__(self, total: int, *, description: str, unit: str, initial: int = 0, secondary_unit: str | None = None, stream: TextIO | None = None):
+        self.total, self.count = total, initial
+        self.description, self.unit, self.secondary_unit = description, unit, secondary_unit
+        self.secondary = 0
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self._last_log = self.started
+        self._initial = initial
+        self._bar: Any = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, desc=description, unit=unit, file=self.stream, dynamic_ncols=True)
+
+    def secondary_rate(self) -> float:
+        """Secondary units (frames) per second since the start."""
+        return self.secondary / max(1e-9, time.monotonic() - self.started)
+
+    def update(self, n: int = 1, *, secondary: int = 0) -> None:
+        self.count += n
+        self.secondary += secondary
+        if self._bar is not None:
+            if self.secondary_unit:
+                self._bar.set_postfix_str(f"{self.secondary_rate():.0f} {self.secondary_unit}/s", refresh=False)
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= LOG_INTERVAL_SECONDS or self.count == self.total:
+            self._last_log = now
+            elapsed = now - self.started
+            done_here = self.count - self._initial
+            eta = (self.total - self.count) * elapsed / done_here if done_here else float("nan")
+            extra = f", {self.secondary_rate():.0f} {self.secondary_unit}/s" if self.secondary_unit else ""
+            print(
+                f"{self.description}: {self.count}/{self.total} {self.unit}{extra}, "
+                f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,40 @@
+"""The stage contract (DESIGN.md §2): declared inputs + a frozen config + a seed -> one artifact.
+
+A `Stage` is the small spec from which both the CLI command and the pipeline runner are generated.
+Stage functions never import click; they raise `WMError`s for anything the user can fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage run produced: the artifact path, its fingerprint and whether work was done."""
+
+    out: Path
+    fingerprint: str
+    status: str  # "written" or "up-to-date"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage: its name, function, config class, input kinds, output kind and version.
+
+    `run(config, *, out, seed, inputs, force) -> StageResult`; `inputs` maps each declared input
+    name to a path. `default_out(config)` gives the output path used when --out is not given.
+    The version is part of every fingerprint: bump it when the stage's output changes for the
+    same config.
+    """
+
+    name: str
+    run: Callable[..., StageResult]
+    config_class: type
+    output_kind: str
+    version: int
+    help: str
+    inputs: Mapping[str, str] = field(default_factory=dict)  # input name -> artifact kind
+    default_out: Callable[[Any], str] | None = None
