@@ -123,13 +123,12 @@ def run(
     force: bool = False,
 ) -> StageResult:
     """Collect `config.episodes` episodes into the rollouts artifact `out`."""
-    import h5py
     import numpy as np
 
     from wm.envs import default_max_steps, make_env, random_policy_name
     from wm.envs.spaces import is_image_space, space_to_json
     from wm.episodes import EpisodeTask, run_episode
-    from wm.io.artifact import check_output, commit, compute_fingerprint, write_root_attributes
+    from wm.io.artifact import check_output, commit, compute_fingerprint, open_h5, write_root_attributes
     from wm.io.rollouts import RolloutsWriter, partial_path
     from wm.parallel import make_executor
     from wm.policies import PolicySpec
@@ -151,8 +150,9 @@ def run(
 
     partial = partial_path(out)
     resume = _open_partial(partial, fingerprint, force=force)
-    f = h5py.File(partial, "a" if resume else "w")
-    try:
+    # The executor starts before any file is touched: a bad backend or an unreachable cluster changes nothing.
+    executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
+    with executor, open_h5(partial, "a" if resume else "w") as f:
         if not resume:
             write_root_attributes(
                 f,
@@ -181,7 +181,7 @@ def run(
             compression=config.compression,
             image_obs=is_image_space(observation_space),
         )
-        if resume:
+        if writer.episodes:
             _log(f"Resuming from {partial}: {writer.episodes} of {config.episodes} episodes already done.")
         tasks = [
             EpisodeTask(config.env, int(config.max_steps), PolicySpec(config.policy), seed, index, dict(config.env_kwargs))
@@ -191,14 +191,10 @@ def run(
             config.episodes, description=f"rollout {config.env}", unit="ep", initial=writer.episodes, secondary_unit="frames"
         )
         started = time.monotonic()
-        executor = make_executor(
-            config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout
-        )
         try:
-            with executor:
-                for episode in executor.map_ordered(run_episode, tasks):
-                    writer.append(episode)
-                    progress.update(1, secondary=episode.length)
+            for episode in executor.map_ordered(run_episode, tasks):
+                writer.append(episode)
+                progress.update(1, secondary=episode.length)
         except KeyboardInterrupt:
             raise Interrupted(
                 f"Interrupted: {writer.episodes} of {config.episodes} episodes are kept in {partial}; "
@@ -208,8 +204,6 @@ def run(
             progress.close()
         steps = writer.steps
         writer.finish()
-    finally:
-        f.close()
     commit(partial, out)
     elapsed = time.monotonic() - started
     _log(f"Wrote {out}: {config.episodes} episodes, {steps} steps ({progress.secondary / max(elapsed, 1e-9):.0f} frames/s this run).")

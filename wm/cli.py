@@ -150,6 +150,13 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 _register_stages()
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; SIGTERM stops work the way Ctrl-C does (finished work is kept)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     cli(prog_name="wm")

@@ -46,14 +46,22 @@ class EpisodeTask:
 _ENV_CACHE: dict[str, Any] = {}
 
 
+def close_cached_envs() -> None:
+    """Close the environments this process keeps between episodes."""
+    for env in _ENV_CACHE.values():
+        env.close()
+    _ENV_CACHE.clear()
+
+
 def _cached_env(task: EpisodeTask) -> Any:
     from wm.envs import make_env
+    from wm.parallel import at_worker_exit
+
+    at_worker_exit(close_cached_envs)
 
     key = json.dumps([task.env_name, task.max_steps, task.env_kwargs], sort_keys=True)
     if key not in _ENV_CACHE:
-        for env in _ENV_CACHE.values():
-            env.close()
-        _ENV_CACHE.clear()
+        close_cached_envs()
         _ENV_CACHE[key] = make_env(task.env_name, task.max_steps, **task.env_kwargs)
     return _ENV_CACHE[key]
 

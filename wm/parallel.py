@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import concurrent.futures as futures_module
 import multiprocessing
+import os
 import signal
+import socket
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
 
 from wm.errors import UsageError, WMError, WorkerError
 
 BACKENDS = ("process", "serial", "ray")
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class Executor:
@@ -51,9 +55,37 @@ class SerialExecutor(Executor):
             yield fn(task)
 
 
-def _ignore_sigint() -> None:
+_WORKER_CLEANUPS: list[Callable[[], None]] = []
+WORKER_STOP_SECONDS = 10.0
+
+
+def at_worker_exit(cleanup: Callable[[], None]) -> None:
+    """Run `cleanup` when this worker process is told to stop (closes environments and their engines)."""
+    if cleanup not in _WORKER_CLEANUPS:
+        _WORKER_CLEANUPS.append(cleanup)
+
+
+def _stop_worker(signum: int, frame: Any) -> None:
+    for cleanup in _WORKER_CLEANUPS:
+        try:
+            cleanup()
+        except Exception:  # stopping anyway; one failing cleanup must not block the others
+            pass
+    os._exit(128 + signum)
+
+
+def _init_worker() -> None:
     # Ctrl-C goes to the whole process group; the parent decides what to do, workers must not die mid-task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+    if sys.platform.startswith("linux"):
+        # If the parent dies (even by SIGKILL), the kernel sends this worker SIGTERM: no orphans left running.
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            _stop_worker(signal.SIGTERM, None)
 
 
 def _describe(indices: Sequence[int]) -> str:
@@ -74,7 +106,7 @@ class ProcessExecutor(Executor):
         return futures_module.ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_sigint,
+            initializer=_init_worker,
         )
 
     def map_ordered(self, fn, tasks, *, window=None):
@@ -137,10 +169,40 @@ class ProcessExecutor(Executor):
         if pool is None:
             return
         if kill:
-            for process in list(getattr(pool, "_processes", {}).values()):
+            # SIGTERM first so workers close their environments (ViZDoom runs a child engine process).
+            processes = [p for p in list(getattr(pool, "_processes", {}).values()) if p.is_alive()]
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(WORKER_STOP_SECONDS)
                 if process.is_alive():
                     process.kill()
-        pool.shutdown(wait=not kill, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+RAY_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """Fail fast when a Ray address does not answer: `ray.init` itself waits minutes on a dead address.
+
+    `auto` (find the local cluster) is left to Ray; `host:port` and `ray://host:port` are probed
+    with a plain TCP connection.
+    """
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"Ray address '{address}' is not of the form host:port (or ray://host:port, or auto).")
+    try:
+        with socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_SECONDS):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"Could not reach the Ray cluster at {address} ({exc.strerror or exc}); check that it is running "
+            "and the address is right."
+        ) from None
 
 
 class RayExecutor(Executor):
@@ -162,9 +224,12 @@ class RayExecutor(Executor):
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
             try:
                 if address:
+                    check_ray_address(address)
                     ray.init(address=address, **options)
                 else:
                     ray.init(num_cpus=self.workers, **options)
+            except UsageError:
+                raise
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError or its own types here
                 where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
                 raise UsageError(f"Could not connect to {where}: {str(exc).strip().splitlines()[0]}") from None

@@ -9,6 +9,7 @@ read through `open_artifact`, which turns every way a file can be wrong into one
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -46,6 +47,23 @@ IMAGE_ATTRIBUTES = {
     "INTERLACE_MODE": np.bytes_("INTERLACE_PIXEL"),
     "IMAGE_VERSION": np.bytes_("1.2"),
 }
+
+
+def open_h5(path: str | Path, mode: str = "r") -> h5py.File:
+    """`h5py.File`, with its descriptor closed on exec.
+
+    HDF5 opens files without O_CLOEXEC, so a program started while the file is open (ViZDoom runs
+    its engine as a child process) would inherit the descriptor and HDF5's lock with it, and keep
+    the file locked after we close it. Every HDF5 file wm opens goes through here.
+    """
+    f = h5py.File(path, mode)
+    try:
+        handle = f.id.get_vfd_handle()
+        fcntl.fcntl(handle, fcntl.F_SETFD, fcntl.fcntl(handle, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 @dataclass(frozen=True)
@@ -143,7 +161,7 @@ def ensure_writable_folder(out: Path) -> None:
 def read_fingerprint(path: Path) -> str | None:
     """The fingerprint of an existing wm artifact, or None if the file is not a readable wm artifact."""
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             value = f.attrs.get("fingerprint")
     except (OSError, ValueError):
         return None
@@ -239,7 +257,7 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
     if not h5py.is_hdf5(path):
         raise ArtifactError(f"{path} is not an HDF5 file; give a file written by a wm stage.")
     try:
-        file = h5py.File(path, "r")
+        file = open_h5(path)
     except OSError as exc:
         raise ArtifactError(
             f"{path} could not be opened as HDF5 ({_first_line(exc)}); the file is truncated or corrupted, "

@@ -1,0 +1,46 @@
+"""Shared helpers: run the real `wm` command in a subprocess, or a stage in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+
+def run_wm(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m wm ARGS` with captured output (the installed package, as a user runs it)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "wm", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def read_all(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of an HDF5 file, by name."""
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: out.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return out
+
+
+def rollout(tmp_path: Path, name: str = "r.h5", seed: int = 0, force: bool = False, **settings) -> Path:
+    """Run the rollout stage in-process (serial backend unless told otherwise)."""
+    from wm.config import resolve_config
+    from wm.stages.rollout import RolloutConfig, run
+
+    settings.setdefault("backend", "serial")
+    config = resolve_config(RolloutConfig, explicit=settings)
+    out = tmp_path / name
+    run(config, out=out, seed=seed, force=force)
+    return out
+
+
+@pytest.fixture
+def fake_rollouts(tmp_path: Path) -> Path:
+    """A small rollouts artifact of the fake pixel environment."""
+    return rollout(tmp_path, env="fake-pixels", episodes=3)
