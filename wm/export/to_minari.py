@@ -43,10 +43,11 @@ def export_minari(rollouts: str | Path, dataset_id: str, *, force: bool = False)
     """Write `rollouts` as the local Minari dataset `dataset_id`; returns its folder."""
     try:
         import minari
-        from minari import EpisodeBuffer
-        from minari.dataset.minari_dataset import parse_dataset_id
     except ImportError:
         raise UsageError("Exporting to Minari needs minari; install it with pip install 'wm-worldmodels[minari]'.") from None
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_dataset import parse_dataset_id
+
     try:
         parse_dataset_id(dataset_id)
     except ValueError:

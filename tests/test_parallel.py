@@ -1,0 +1,52 @@
+"""The executor: ordered results, retries after a worker dies, hang detection, error reporting."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests import workers
+from wm.errors import UsageError, WorkerError
+from wm.parallel import make_executor
+
+
+@pytest.mark.parametrize("backend", ["serial", "process"])
+def test_results_come_back_in_task_order(backend):
+    with make_executor(backend, 2) as executor:
+        assert list(executor.map_ordered(workers.square, range(12), window=3)) == [x * x for x in range(12)]
+
+
+def test_a_dead_worker_is_replaced_and_its_task_run_again(tmp_path):
+    tasks = [(x, str(tmp_path / "marker")) for x in range(6)]
+    with make_executor("process", 2) as executor:
+        assert list(executor.map_ordered(workers.die_once, tasks)) == list(range(6))
+    assert (tmp_path / "marker").exists()
+
+
+def test_a_task_that_keeps_killing_workers_fails_loudly():
+    with make_executor("process", 2, retries=1) as executor:
+        with pytest.raises(WorkerError, match="died 2 times"):
+            list(executor.map_ordered(workers.always_die, range(2)))
+
+
+def test_a_hung_worker_is_reported_instead_of_waited_for():
+    started = time.monotonic()
+    with make_executor("process", 1, task_timeout=2) as executor:
+        with pytest.raises(WorkerError, match="No task finished in 2 s"):
+            list(executor.map_ordered(workers.hang, range(2)))
+    assert time.monotonic() - started < 30
+
+
+def test_task_errors_are_reported_and_user_errors_pass_through():
+    with make_executor("process", 1) as executor:
+        with pytest.raises(WorkerError, match="Task 0 failed in a worker: ValueError: bad task 0"):
+            list(executor.map_ordered(workers.fail, range(1)))
+    with make_executor("process", 1) as executor:
+        with pytest.raises(UsageError, match="the user's mistake"):
+            list(executor.map_ordered(workers.user_error, range(1)))
+
+
+def test_unknown_backend():
+    with pytest.raises(UsageError, match="Unknown backend 'mpi'"):
+        make_executor("mpi", 2)
