@@ -26,6 +26,7 @@ from wm.stage import Stage, StageResult
 
 STAGE_NAME = "rollout"
 STAGE_VERSION = 1
+WRITE_CHUNK_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ def run(
     resume = _open_partial(partial, fingerprint, force=force)
     # The executor starts before any file is touched: a bad backend or an unreachable cluster changes nothing.
     executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
-    with executor, open_h5(partial, "a" if resume else "w") as f:
+    # A chunk cache larger than an episode: partial edge chunks are not evicted and re-read between appends.
+    with executor, open_h5(partial, "a" if resume else "w", chunk_cache_bytes=WRITE_CHUNK_CACHE_BYTES) as f:
         if not resume:
             write_root_attributes(
                 f,

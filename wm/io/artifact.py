@@ -49,14 +49,15 @@ IMAGE_ATTRIBUTES = {
 }
 
 
-def open_h5(path: str | Path, mode: str = "r") -> h5py.File:
+def open_h5(path: str | Path, mode: str = "r", *, chunk_cache_bytes: int | None = None) -> h5py.File:
     """`h5py.File`, with its descriptor closed on exec.
 
     HDF5 opens files without O_CLOEXEC, so a program started while the file is open (ViZDoom runs
     its engine as a child process) would inherit the descriptor and HDF5's lock with it, and keep
     the file locked after we close it. Every HDF5 file wm opens goes through here.
+    `chunk_cache_bytes` enlarges HDF5's per-dataset chunk cache (1 MiB by default) for writers.
     """
-    f = h5py.File(path, mode)
+    f = h5py.File(path, mode, **({"rdcc_nbytes": chunk_cache_bytes} if chunk_cache_bytes else {}))
     try:
         handle = f.id.get_vfd_handle()
         fcntl.fcntl(handle, fcntl.F_SETFD, fcntl.fcntl(handle, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
