@@ -24,7 +24,7 @@ class Progress:
         if self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=description, unit=unit, file=self.stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total, initial=initial, desc=description, unit=unit, file=self.stream)
 
     def secondary_rate(self) -> float:
         """Secondary units (frames) per second since the start."""
