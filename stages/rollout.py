@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ConfigError, Interrupted, OutputExistsError
@@ -124,10 +124,8 @@ def run(
     force: bool = False,
 ) -> StageResult:
     """Collect `config.episodes` episodes into the rollouts artifact `out`."""
-    import numpy as np
-
     from wm.envs import default_max_steps, make_env, random_policy_name
-    from wm.envs.spaces import is_image_space, space_to_json
+    from wm.envs.spaces import is_image_space, space_to_json, storage_layout
     from wm.episodes import EpisodeTask, run_episode
     from wm.io.artifact import check_output, commit, compute_fingerprint, open_h5, write_root_attributes
     from wm.io.rollouts import RolloutsWriter, partial_path
@@ -173,13 +171,9 @@ def run(
                     "max_steps": int(config.max_steps),
                 },
             )
-        action_shape = () if action_space.shape == () else (int(np.prod(action_space.shape)),)
         writer = RolloutsWriter(
             f,
-            obs_shape=tuple(observation_space.shape),
-            obs_dtype=np.dtype(np.uint8) if observation_space.dtype == np.uint8 else np.dtype(np.float32),
-            action_shape=action_shape,
-            action_dtype=np.dtype(np.int64) if action_shape == () else np.dtype(np.float32),
+            **storage_layout(observation_space, action_space),
             compression=config.compression,
             image_obs=is_image_space(observation_space),
         )

@@ -20,6 +20,13 @@ def run_wm(*args: str, cwd: Path | None = None, env: dict | None = None, timeout
     )
 
 
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The single `Error: ...` sentence of a failed command (and no traceback)."""
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
 def read_all(path: Path) -> dict[str, np.ndarray]:
     """Every dataset of an HDF5 file, by name."""
     out: dict[str, np.ndarray] = {}

@@ -10,7 +10,7 @@ import sys
 import h5py
 import pytest
 
-from tests.conftest import run_wm
+from tests.conftest import error_line, run_wm
 from wm.io.schema import SCHEMAS
 
 HELP_PROBE = """
@@ -80,8 +80,7 @@ def test_bad_files_given_to_inspect_and_export(tmp_path, fake_rollouts, case):
         commands.append(["inspect", str(path)])
     for command in commands:
         result = run_wm(*command, env={"MINARI_DATASETS_PATH": str(tmp_path / "minari")})
-        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
         assert result.returncode == 2, result.stderr
-        assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+        assert message in error_line(result)
     if before is not None:
         assert path.read_bytes() == before

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import read_all, rollout, run_wm
+from tests.conftest import error_line, read_all, rollout, run_wm
 from wm.envs import make_env
 from wm.io.artifact import open_artifact
 from wm.io.rollouts import RolloutsReader, partial_path
@@ -159,30 +159,24 @@ def test_ctrl_c_keeps_finished_episodes_and_exits_130(tmp_path):
 # ---- bad input: one sentence, non-zero exit, nothing overwritten ----
 
 
-def _error_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
-
-
 def test_unknown_environment(tmp_path):
     result = run_wm("rollout", "--env", "doom", "--out", str(tmp_path / "x.h5"))
     assert result.returncode == 2
-    assert "known environments: carracing, doom-takecover, fake-pixels" in _error_line(result)
+    assert "known environments: carracing, doom-takecover, fake-pixels" in error_line(result)
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("episodes", ["0", "-4"])
 def test_episodes_zero_or_negative(tmp_path, episodes):
     result = run_wm("rollout", "--env", "fake-pixels", "--episodes", episodes, "--out", str(tmp_path / "x.h5"))
-    assert result.returncode == 2 and "'episodes' must be at least 1" in _error_line(result)
+    assert result.returncode == 2 and "'episodes' must be at least 1" in error_line(result)
 
 
 def test_existing_output_with_another_fingerprint_is_refused_unless_forced(tmp_path, fake_rollouts):
     before = fake_rollouts.read_bytes()
     args = ("rollout", "--env", "fake-pixels", "--episodes", "2", "--backend", "serial", "--out", str(fake_rollouts))
     result = run_wm(*args)
-    assert result.returncode == 2 and "pass --force" in _error_line(result)
+    assert result.returncode == 2 and "pass --force" in error_line(result)
     assert fake_rollouts.read_bytes() == before
     result = run_wm(*args, "--force")
     assert result.returncode == 0, result.stderr
@@ -201,13 +195,13 @@ def test_same_command_again_is_up_to_date(tmp_path):
 
 def test_output_folder_not_writable():
     result = run_wm("rollout", "--env", "fake-pixels", "--episodes", "1", "--out", "/proc/wm-test/x.h5")
-    assert result.returncode == 2 and "is not writable" in _error_line(result)
+    assert result.returncode == 2 and "is not writable" in error_line(result)
 
 
 def test_ray_address_not_reachable(tmp_path):
     result = run_wm("rollout", "--env", "fake-pixels", "--episodes", "1", "--backend", "ray",
                     "--ray-address", "127.0.0.1:9", "--out", str(tmp_path / "x.h5"), timeout=60)
-    assert result.returncode == 2 and "Could not reach the Ray cluster at 127.0.0.1:9" in _error_line(result)
+    assert result.returncode == 2 and "Could not reach the Ray cluster at 127.0.0.1:9" in error_line(result)
     assert not any(tmp_path.iterdir())
 
 
@@ -218,7 +212,7 @@ def test_ray_not_installed(tmp_path):
     (blocker / "ray.py").write_text("raise ImportError('No module named ray')\n")
     result = run_wm("rollout", "--env", "fake-pixels", "--episodes", "1", "--backend", "ray",
                     "--out", str(tmp_path / "x.h5"), env={"PYTHONPATH": str(blocker)})
-    assert result.returncode == 2 and "needs Ray, which is not installed" in _error_line(result)
+    assert result.returncode == 2 and "needs Ray, which is not installed" in error_line(result)
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -227,5 +221,5 @@ def test_unfinished_run_with_other_settings_is_not_discarded(tmp_path):
     partial = partial_path(out)
     partial.write_bytes(b"left over")
     result = run_wm("rollout", "--env", "fake-pixels", "--episodes", "1", "--out", str(out))
-    assert result.returncode == 2 and "pass --force to discard it" in _error_line(result)
+    assert result.returncode == 2 and "pass --force to discard it" in error_line(result)
     assert partial.read_bytes() == b"left over"

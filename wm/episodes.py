@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from wm.envs.spaces import storage_layout
 from wm.io.rollouts import Episode
 from wm.policies import PolicySpec, make_policy
 
@@ -71,8 +72,6 @@ def run_episode(task: EpisodeTask) -> Episode:
 
     The observation returned after the last action is dropped (ViZDoom's is all zeros).
     """
-    import gymnasium.spaces as spaces
-
     env = _cached_env(task)
     policy = make_policy(task.policy, task.env_name, env.action_space)
     policy.reset(episode_policy_rng(task.seed, task.index))
@@ -90,16 +89,12 @@ def run_episode(task: EpisodeTask) -> Episode:
         if terminated or truncated:
             break
         observation = next_observation
-    if isinstance(env.action_space, spaces.Discrete):
-        action_array = np.asarray(actions, dtype=np.int64)
-    else:
-        action_array = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
-    observation_dtype = env.observation_space.dtype if env.observation_space.dtype == np.uint8 else np.float32
+    layout = storage_layout(env.observation_space, env.action_space)
     return Episode(
         index=task.index,
         seed=env_seed,
-        obs=np.asarray(observations, dtype=observation_dtype),
-        action=action_array,
+        obs=np.asarray(observations, dtype=layout["obs_dtype"]),
+        action=np.asarray(actions, dtype=layout["action_dtype"]).reshape(len(actions), *layout["action_shape"]),
         reward=np.asarray(rewards, dtype=np.float32),
         terminated=np.asarray(terminations, dtype=bool),
         truncated=np.asarray(truncations, dtype=bool),

@@ -83,3 +83,20 @@ def is_image_space(space: Any) -> bool:
     import gymnasium.spaces as spaces
 
     return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+
+
+def storage_layout(observation_space: Any, action_space: Any) -> dict[str, Any]:
+    """How one step is stored: row shapes and dtypes of `obs` and `action` in a rollouts artifact.
+
+    Frames (uint8) stay uint8, other observations are float32; discrete actions are int64 scalars,
+    continuous ones float32 vectors.
+    """
+    import gymnasium.spaces as spaces
+
+    discrete = isinstance(action_space, spaces.Discrete)
+    return {
+        "obs_shape": tuple(observation_space.shape),
+        "obs_dtype": np.dtype(np.uint8) if observation_space.dtype == np.uint8 else np.dtype(np.float32),
+        "action_shape": () if discrete else (int(np.prod(action_space.shape)),),
+        "action_dtype": np.dtype(np.int64) if discrete else np.dtype(np.float32),
+    }
