@@ -114,3 +114,14 @@ def test_random_policy_resolves_per_environment():
     assert isinstance(make_policy(PolicySpec("random"), "doom-takecover", gym.spaces.Discrete(3)), HeldPolicy)
     with pytest.raises(UsageError, match="needs a Discrete action space"):
         make_policy(PolicySpec("held"), "carracing", gym.spaces.Box(-1, 1, (3,)))
+
+
+def test_doom_engine_does_not_write_its_ini_into_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env = make_env("doom-takecover", max_steps=3)
+    env.reset(seed=0)
+    env.step(1)
+    env.close()
+    assert not (tmp_path / "_vizdoom.ini").exists()
+    assert (tmp_path / "cache" / "wm" / "vizdoom" / "_vizdoom.ini").exists()

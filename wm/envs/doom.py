@@ -10,6 +10,9 @@ difference 2.5 of 255 per pixel). Pass `screen_resolution="RES_320X240"` to rend
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 
@@ -44,10 +47,22 @@ class DoomTakeCoverFrames(gym.Wrapper):
         return self._frame(observation), reward, terminated, truncated, info
 
 
+def engine_config_path() -> Path:
+    """Where the ViZDoom engine keeps its ini file: the user's cache folder, not the working directory.
+
+    By default the engine writes `_vizdoom.ini` into whatever folder wm is run from.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "wm" / "vizdoom"
+    folder.mkdir(parents=True, exist_ok=True)  # the engine does not create it
+    return folder / "_vizdoom.ini"
+
+
 def make_doom_takecover(max_steps: int, screen_resolution: str = DEFAULT_SCREEN_RESOLUTION, **kwargs) -> gym.Env:
     """VizdoomTakeCover-v1, headless, with a time limit of `max_steps` frames."""
     import vizdoom.gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
 
+    kwargs.setdefault("doom_config_path", str(engine_config_path()))
     env = gym.make(
         "VizdoomTakeCover-v1",
         max_episode_steps=max_steps,
