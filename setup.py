@@ -33,7 +33,11 @@ setup(
         "click>=8.1,<9",
         "numpy>=1.26,<3",
         "tqdm>=4.66,<5",
-        "pillow>=10",  # frame resizing (bilinear, as the reference code's imresize)
+        "pillow>=10",  # frame resizing (bilinear, as the reference code's imresize); GIF writing
+        "matplotlib>=3.8",  # loss and learning curves (PNG)
+        "tensorboard>=2.19",  # tf.summary scalars beside metrics.jsonl
+        "imageio>=2.34",  # MP4 output of `wm dream`
+        "imageio-ffmpeg>=0.5",  # the ffmpeg binary imageio writes MP4 with
         "pyyaml>=6",  # --config FILE.yaml
         "setuptools",  # tensorflow-probability imports distutils
     ],

@@ -1,8 +1,9 @@
 """Pipeline recipes for `wm run` (installed as `wm.pipelines`).
 
-A recipe is data: an ordered list of stages, how each stage's inputs are wired to earlier outputs,
-and its presets. The recipes arrive with the stages they chain (vision and memory, controllers,
-Dreamer); `wm rollout` is the only stage so far.
+A recipe is data: an ordered list of steps (a stage, its output file, which earlier steps feed its
+inputs, fixed settings) and presets of per-step overrides; `wm.pipeline` runs them.
 """
 
-RECIPES: dict = {}
+from .world_models import CARRACING, DOOM_TAKECOVER
+
+RECIPES = {recipe.name: recipe for recipe in (DOOM_TAKECOVER, CARRACING)}

@@ -10,7 +10,7 @@ import importlib
 
 from wm.stage import Stage
 
-STAGE_MODULES = ("rollout",)
+STAGE_MODULES = ("rollout", "train_vae", "encode", "train_mdnrnn", "dream")
 
 
 def all_stages() -> list[Stage]:

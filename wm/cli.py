@@ -82,7 +82,13 @@ def _stage_command(stage: Any) -> click.Command:
 
     params: list[click.Parameter] = []
     for name, kind in stage.inputs.items():
-        params.append(click.Option([f"--{name.replace('_', '-')}", name], required=True, type=click.Path(), help=f"Input {kind} artifact."))
+        optional = name in stage.optional_inputs
+        params.append(
+            click.Option(
+                [f"--{name.replace('_', '-')}", name], required=not optional, type=click.Path(),
+                help=f"Input {kind} artifact" + (" (optional)." if optional else "."),
+            )
+        )
     for field in fields:
         params.append(
             click.Option(
@@ -143,6 +149,30 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 
         path = export_minari(rollouts, dataset_id, force=force)
         click.echo(f"Wrote Minari dataset {dataset_id} to {path}; load it with minari.load_dataset({dataset_id!r}).")
+
+    _guarded(action)
+
+
+@cli.command("run")
+@click.argument("pipeline")
+@click.option("--preset", default=None, help="Named settings of the recipe: tiny, demo or paper.")
+@click.option("--out", "out", type=click.Path(), default=None, help="Run folder [default: artifacts/PIPELINE/PRESET].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every stage.")
+@click.option("--config", "config_path", type=click.Path(), default=None, help="YAML or TOML file of {step: {key: value}} overrides.")
+@click.option("--set", "set_items", multiple=True, metavar="STEP.KEY=VALUE", help="Override one setting of one step (repeatable).")
+@click.option("--force", is_flag=True, help="Replace outputs made with other settings.")
+def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, config_path: str | None, set_items: tuple[str, ...], force: bool) -> None:
+    """Run a pipeline recipe's stages in order, skipping those whose output is up to date.
+
+    Recipes: doom-takecover, carracing (rollout -> train-vae -> encode -> train-mdnrnn).
+    """
+
+    def action() -> None:
+        from wm.pipeline import run_pipeline
+
+        manifest = run_pipeline(pipeline, preset=preset, out=out, seed=seed, force=force, sets=set_items, config_file=config_path)
+        for name, step in manifest["steps"].items():
+            click.echo(f"{name:<14} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}")
 
     _guarded(action)
 

@@ -37,3 +37,7 @@ class Interrupted(WMError):
     """Ctrl-C or SIGTERM: the work done so far is kept and the same command resumes it."""
 
     exit_code = 130
+
+
+class TrainingDiverged(WMError):
+    """A loss or gradient became NaN or infinite; training stopped and the last good checkpoint is kept."""

@@ -30,12 +30,13 @@ class Progress:
         """Secondary units (frames) per second since the start."""
         return self.secondary / max(1e-9, time.monotonic() - self.started)
 
-    def update(self, n: int = 1, *, secondary: int = 0) -> None:
+    def update(self, n: int = 1, *, secondary: int = 0, postfix: str = "") -> None:
+        """Count `n` more items (and `secondary` more frames); `postfix` is shown after the rate (a loss)."""
         self.count += n
         self.secondary += secondary
         if self._bar is not None:
-            if self.secondary_unit:
-                self._bar.set_postfix_str(f"{self.secondary_rate():.0f} {self.secondary_unit}/s", refresh=False)
+            parts = [f"{self.secondary_rate():.0f} {self.secondary_unit}/s"] if self.secondary_unit else []
+            self._bar.set_postfix_str(", ".join(parts + ([postfix] if postfix else [])), refresh=False)
             self._bar.update(n)
             return
         now = time.monotonic()
@@ -45,12 +46,20 @@ class Progress:
             done_here = self.count - self._initial
             eta = (self.total - self.count) * elapsed / done_here if done_here else float("nan")
             extra = f", {self.secondary_rate():.0f} {self.secondary_unit}/s" if self.secondary_unit else ""
+            extra += f", {postfix}" if postfix else ""
             print(
                 f"{self.description}: {self.count}/{self.total} {self.unit}{extra}, "
                 f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s",
                 file=self.stream,
                 flush=True,
             )
+
+    def write(self, message: str) -> None:
+        """Print a line without breaking the bar."""
+        if self._bar is not None:
+            self._bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -38,3 +38,27 @@ class Stage:
     help: str
     inputs: Mapping[str, str] = field(default_factory=dict)  # input name -> artifact kind
     default_out: Callable[[Any], str] | None = None
+    optional_inputs: tuple[str, ...] = ()  # inputs that may be left out (passed as None)
+
+
+def log(message: str) -> None:
+    """A stage's progress line, on stderr (stdout stays free for results)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def prepare_output(
+    stage: str, version: int, config: Any, inputs: list[Any], seed: int, out: Path, force: bool
+) -> tuple[str, bool]:
+    """The run's fingerprint, and whether `out` already holds exactly this result (nothing to do).
+
+    Raises OutputExistsError if `out` holds another result and `force` is not set.
+    """
+    from wm.io.artifact import check_output, compute_fingerprint
+
+    fingerprint = compute_fingerprint(stage, version, config.fingerprint_dict(), inputs, seed)
+    up_to_date = check_output(Path(out), fingerprint, force=force)
+    if up_to_date:
+        log(f"{out} is up to date (fingerprint {fingerprint}); nothing to do.")
+    return fingerprint, up_to_date

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from wm.errors import ArtifactError
 from wm.io.artifact import Artifact, mark_as_image_stack
 
 COMMITTED_EPISODES = "partial_committed_episodes"
@@ -204,6 +205,19 @@ class RolloutsReader:
                 terminated_episodes=int(self.f["terminated"][:].sum()),
             )
         return summary
+
+
+VAE_FRAME_SHAPE = (64, 64, 3)
+
+
+def check_frames(artifact: Artifact, model: str) -> None:
+    """Raise ArtifactError unless the rollouts hold 64x64 RGB uint8 frames, as the VAE (`model`) needs."""
+    obs = artifact.file["obs"]
+    if tuple(obs.shape[1:]) != VAE_FRAME_SHAPE or obs.dtype != np.uint8:
+        raise ArtifactError(
+            f"{artifact.path} holds observations of shape {tuple(obs.shape[1:])} ({obs.dtype}), which do not fit "
+            f"{model}: it needs 64x64 RGB uint8 frames (record a pixel environment such as doom-takecover or carracing)."
+        )
 
 
 def partial_path(out: Path) -> Path:

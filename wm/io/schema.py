@@ -28,12 +28,16 @@ class KindSchema:
 
 def _check_rollouts(f: h5py.File, path: Path) -> None:
     """Step-aligned arrays share one length; the episode index tiles them exactly."""
+    _check_step_aligned(f, path, ("obs", "action", "terminated", "truncated"), "wm rollout")
+
+
+def _check_step_aligned(f: h5py.File, path: Path, names: tuple[str, ...], writer: str) -> None:
     steps = f["reward"].shape[0]
-    for name in ("obs", "action", "terminated", "truncated"):
+    for name in names:
         if f[name].shape[0] != steps:
             raise ArtifactError(
                 f"{path} is inconsistent: '{name}' has {f[name].shape[0]} rows but 'reward' has {steps}; "
-                "write it again with `wm rollout`."
+                f"write it again with `{writer}`."
             )
     episodes = f["episode/start"].shape[0]
     for name in ("episode/length", "episode/seed", "episode/return"):
@@ -43,6 +47,13 @@ def _check_rollouts(f: h5py.File, path: Path) -> None:
     starts = f["episode/start"][:]
     if int(lengths.sum()) != steps or (episodes and (starts[0] != 0 or (starts[1:] != (starts + lengths)[:-1]).any())):
         raise ArtifactError(f"{path} is inconsistent: the episode index does not tile the {steps} steps.")
+
+
+def _check_latents(f: h5py.File, path: Path) -> None:
+    """Latents are step-aligned like rollouts, with mu and logvar in place of obs."""
+    if f["mu"].shape != f["logvar"].shape:
+        raise ArtifactError(f"{path} is inconsistent: 'mu' and 'logvar' differ in shape; write it again with `wm encode`.")
+    _check_step_aligned(f, path, ("mu", "logvar", "action", "terminated", "truncated"), "wm encode")
 
 
 ROLLOUT_DATASETS = (
@@ -66,9 +77,25 @@ SCHEMAS: dict[str, KindSchema] = {
     ),
     # Same step-aligned layout as rollouts; written by the Dreamer stage.
     "replay": KindSchema(version=1, required_datasets=ROLLOUT_DATASETS, check=_check_rollouts),
-    "vae": KindSchema(version=1),
-    "latents": KindSchema(version=1),
-    "mdnrnn": KindSchema(version=1),
+    "vae": KindSchema(
+        version=1,
+        required_datasets=("model/00000", "samples/original", "samples/reconstruction"),
+        required_attributes=("latent_dim", "env_id", "rollouts_fingerprint"),
+    ),
+    "latents": KindSchema(
+        version=1,
+        required_datasets=(
+            "mu", "logvar", "action", "reward", "terminated", "truncated",
+            "episode/start", "episode/length", "episode/seed", "episode/return",
+        ),
+        required_attributes=("latent_dim", "env_id", "action_space_json", "vae_fingerprint", "rollouts_fingerprint"),
+        check=_check_latents,
+    ),
+    "mdnrnn": KindSchema(
+        version=1,
+        required_datasets=("model/00000", "initial/mu", "initial/logvar"),
+        required_attributes=("latent_dim", "env_id", "action_space_json", "vae_fingerprint", "latents_fingerprint"),
+    ),
     "controller": KindSchema(version=1),
     "evaluation": KindSchema(version=1),
     "dreamer": KindSchema(version=1),

@@ -1,0 +1,212 @@
+"""Command `dream`: a picture of what the World Models V + M imagine, as a GIF or MP4.
+
+    wm dream --vae vae.h5 --mdnrnn mdnrnn.h5 --out dream.gif --temperature 1.15
+    wm dream --vae vae.h5 --mdnrnn mdnrnn.h5 --compare rollouts.h5 --episode 3 --out compare.gif
+
+Symbols: z a VAE latent, h the MDN-RNN state, tau the temperature.
+Dream: z_0 is drawn from the recorded first frame of episode `--episode`; then a random policy
+(later: a controller) acts, the MDN-RNN samples z_{t+1} at temperature tau, and every z is decoded
+by the VAE. With a done head the dream ends when the predicted done probability exceeds
+`done_threshold`. Compare: for a recorded episode, three columns per frame: the real frame, the
+VAE reconstruction, and the MDN-RNN's one-step prediction (z_t sampled from the mixture given the
+encoded history up to t - 1, decoded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+from wm.config import StageConfig, config_to_json, option
+from wm.errors import ArtifactError, ConfigError, OutputExistsError
+from wm.policies import RANDOM_POLICIES
+from wm.stage import Stage, StageResult, log
+
+STAGE_NAME = "dream"
+STAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DreamConfig(StageConfig):
+    """Settings of `wm dream`."""
+
+    temperature: float = option(1.0, "Temperature tau of the MDN-RNN's sampling (logits / tau, sigma * sqrt(tau)).")
+    steps: int = option(300, "Longest dream (or compared stretch) in steps.")
+    episode: int = option(0, "Recorded episode: whose first frame starts the dream, or which episode --compare shows.")
+    policy: str = option("random", "Acting policy inside the dream (random = the environment's random process).", choices=RANDOM_POLICIES)
+    done_threshold: float = option(0.5, "A dream ends when the predicted done probability exceeds this (models with a done head).")
+    fps: float = option(20.0, "Frames per second of the output.")
+    scale: int = option(3, "Each 64x64 frame is enlarged by this factor.")
+
+    PRESETS = {"tiny": {"steps": 10, "scale": 1}, "demo": {"steps": 300}, "paper": {"temperature": 1.15}}
+
+    def validate(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
+        for name in ("steps", "scale"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"'{name}' must be at least 1; got {getattr(self, name)}.")
+        if self.episode < 0:
+            raise ConfigError(f"'episode' must be 0 or more; got {self.episode}.")
+        if self.fps <= 0:
+            raise ConfigError(f"'fps' must be positive; got {self.fps}.")
+        if not 0 < self.done_threshold < 1:
+            raise ConfigError(f"'done_threshold' must be between 0 and 1; got {self.done_threshold}.")
+
+
+def default_out(config: DreamConfig) -> str:
+    return "artifacts/dream.gif"
+
+
+def check_pair(vae, mdnrnn) -> None:
+    """Raise ArtifactError unless the MDN-RNN was trained on latents made by this VAE."""
+    if mdnrnn.attr("vae_fingerprint") != vae.fingerprint:
+        raise ArtifactError(
+            f"{mdnrnn.path} was trained on latents made by another VAE (fingerprint {mdnrnn.attr('vae_fingerprint')}) "
+            f"than {vae.path} ({vae.fingerprint}); give the VAE whose latents it learned."
+        )
+
+
+def check_rollouts_fit(rollouts, mdnrnn) -> None:
+    """Raise ArtifactError unless a rollouts file comes from the MDN-RNN's environment and action space."""
+    from wm.io.rollouts import check_frames
+
+    check_frames(rollouts, "the VAE")
+    if rollouts.attr("action_space_json") != mdnrnn.attr("action_space_json"):
+        raise ArtifactError(
+            f"{rollouts.path} has the action space {rollouts.attr('action_space_json')}, but {mdnrnn.path} was trained "
+            f"on {mdnrnn.attr('action_space_json')}; compare with rollouts of the same environment."
+        )
+    if rollouts.attr("env_id") != mdnrnn.attr("env_id"):
+        raise ArtifactError(
+            f"{rollouts.path} was recorded in {rollouts.attr('env_id')}, but {mdnrnn.path} models {mdnrnn.attr('env_id')}."
+        )
+
+
+def _labelled_columns(columns: list, labels: list[str], scale: int):
+    """Frames side by side [T, header + 64*scale, n * (64*scale + 2), 3] with a caption over each column."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from wm.media import upscale
+
+    columns = [upscale(c, scale) for c in columns]
+    gap = np.full((*columns[0].shape[:3], 2)[:3] + (3,), 255, np.uint8)[:, :, :2]
+    body = np.concatenate(sum(([c, gap] for c in columns), [])[:-1], axis=2)
+    header = Image.new("RGB", (body.shape[2], 14), "white")
+    draw = ImageDraw.Draw(header)
+    width = columns[0].shape[2] + 2
+    for i, label in enumerate(labels):
+        draw.text((i * width + 3, 1), label, fill="black")
+    header_array = np.broadcast_to(np.asarray(header), (len(body), *np.asarray(header).shape))
+    return np.concatenate([header_array, body], axis=1)
+
+
+def run(
+    config: DreamConfig,
+    *,
+    out: str | Path,
+    seed: int,
+    inputs: Mapping[str, Optional[str | Path]],
+    force: bool = False,
+) -> StageResult:
+    """Write the dream (or, with inputs['compare'], the comparison) of the VAE + MDN-RNN pair to `out`."""
+    import numpy as np
+
+    from wm.io.artifact import open_artifact
+    from wm.io.models import read_model
+    from wm.media import check_media_path, upscale, write_video
+
+    out = Path(out)
+    check_media_path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
+    with open_artifact(inputs["vae"], "vae") as vae_artifact, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdn_artifact:
+        check_pair(vae_artifact, mdn_artifact)
+        compare = inputs.get("compare")
+        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+        from wm import mixture
+        from wm.data.sequences import encode_actions
+        from wm.models.mdnrnn import build_mdnrnn
+        from wm.models.vae import build_vae
+        from wm.tfsetup import tensorflow
+
+        tf = tensorflow()
+        vae = read_model(vae_artifact, build_vae)
+        mdnrnn = read_model(mdn_artifact, build_mdnrnn)
+        action_dim, discrete = int(mdn_artifact.attr("action_dim")), bool(mdn_artifact.attr("discrete_actions"))
+        temperature = tf.constant(config.temperature, tf.float32)
+
+        def decode(z: np.ndarray) -> np.ndarray:
+            images = [vae.decode(tf.constant(z[i : i + 256])).numpy() for i in range(0, len(z), 256)]
+            return np.clip(np.round(np.concatenate(images) * 255.0), 0, 255).astype(np.uint8)
+
+        if compare is None:
+            frames, ended = _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf)
+            video = upscale(decode(frames), config.scale)
+            what = f"a dream of {len(frames)} steps from episode {config.episode}'s first frame" + (
+                " (ended by the done head)" if ended else "")
+        else:
+            with open_artifact(compare, "rollouts") as rollouts:
+                check_rollouts_fit(rollouts, mdn_artifact)
+                from wm.io.rollouts import RolloutsReader
+
+                reader = RolloutsReader(rollouts)
+                if config.episode >= reader.num_episodes:
+                    raise ConfigError(f"'episode' is {config.episode}, but {rollouts.path} has {reader.num_episodes} episodes.")
+                episode = reader.episode(config.episode)
+            steps = min(config.steps, episode.length)
+            real = episode.obs[:steps]
+            mu, _ = vae.encode(tf.cast(real, tf.float32) / 255.0)
+            actions = encode_actions(episode.action[:steps], action_dim, discrete)
+            heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
+            predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))
+            prediction_frames = np.concatenate([np.full((1, 64, 64, 3), 128, np.uint8), decode(predicted.numpy()[:-1])])
+            video = _labelled_columns([real, decode(mu.numpy()), prediction_frames], ["real", "VAE", "MDN-RNN"], config.scale)
+            what = f"{steps} steps of episode {config.episode} of {compare}: real | VAE reconstruction | MDN-RNN one-step prediction"
+    write_video(video, out, config.fps)
+    log(f"Wrote {out}: {what}.")
+    return StageResult(out, "", "written")
+
+
+def _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf):
+    """Latents [T, latent] of one dream, and whether the done head ended it."""
+    import numpy as np
+
+    from wm.envs.spaces import space_from_json
+    from wm.policies import PolicySpec, make_policy
+
+    initial_mu = mdn_artifact.file["initial/mu"]
+    if config.episode >= initial_mu.shape[0]:
+        raise ConfigError(f"'episode' is {config.episode}, but {mdn_artifact.path} recorded {initial_mu.shape[0]} first frames.")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, config.episode]))
+    mu0 = initial_mu[config.episode]
+    logvar0 = mdn_artifact.file["initial/logvar"][config.episode]
+    z = (mu0 + np.exp(0.5 * logvar0) * rng.standard_normal(mu0.shape)).astype(np.float32)[None]  # [1, latent]
+    policy = make_policy(PolicySpec(config.policy), mdn_artifact.attr("env_id"), space_from_json(mdn_artifact.attr("action_space_json")))
+    policy.reset(rng)
+    state = mdnrnn.initial_state(1)
+    latents, ended = [], False
+    for t in range(config.steps):
+        latents.append(z[0])
+        action = encode_actions(np.asarray([policy.act(None)]), action_dim, discrete)
+        heads, state = mdnrnn.step(tf.constant(z), tf.constant(action), state)
+        if "done_logit" in heads and float(tf.sigmoid(heads["done_logit"])[0]) > config.done_threshold:
+            ended = True
+            break
+        z = mixture.sample(heads["logits"], heads["mu"], heads["log_sigma"], temperature, tf.constant([seed, t + 1], tf.int64)).numpy()
+    return np.stack(latents), ended
+
+
+STAGE = Stage(
+    name=STAGE_NAME,
+    run=run,
+    config_class=DreamConfig,
+    output_kind="media",
+    version=STAGE_VERSION,
+    help="Write a GIF/MP4 of what the VAE + MDN-RNN imagine (or, with --compare, real vs reconstructed vs predicted).",
+    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts"},
+    optional_inputs=("compare",),
+    default_out=default_out,
+)

@@ -1,0 +1,296 @@
+"""Stage `train-mdnrnn`: the World Models M model, trained on sequence windows of a latents artifact.
+
+    wm train-mdnrnn --latents artifacts/doom-takecover/latents.h5 --preset doom-takecover \
+        --out artifacts/doom-takecover/mdnrnn.h5
+
+Symbols: z_t a latent sampled afresh every batch from the stored (mu, sigma) of frame t; a_t the
+action taken on frame t (one-hot when discrete); done_t whether the episode terminated after a_t.
+The LSTM reads [z_t, a_t] and predicts z_{t+1} (a mixture of K Gaussians per latent dimension),
+and optionally r_t and done_t. Held-out episodes are scored after every epoch: the negative
+log-likelihood per latent dimension next to the copy baseline z_{t+1} ~ N(z_t, s^2) (s fitted on
+the held-out deltas themselves, the best such baseline can do), and for the done head precision,
+recall and ROC AUC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from wm.config import StageConfig, config_to_json, option
+from wm.errors import ArtifactError, ConfigError
+from wm.stage import Stage, StageResult, log, prepare_output
+
+STAGE_NAME = "train-mdnrnn"
+STAGE_VERSION = 1
+EVALUATION_EPISODES_PER_BATCH = 16
+
+
+@dataclass(frozen=True)
+class TrainMDNRNNConfig(StageConfig):
+    """Settings of `wm train-mdnrnn` (defaults: the paper's CarRacing MDN-RNN)."""
+
+    units: int = option(256, "LSTM units (the paper: 256 for CarRacing, 512 for DoomTakeCover).")
+    num_mixtures: int = option(5, "Gaussians per latent dimension (the paper: 5).")
+    reward_head: bool = option(False, "Also predict the reward r_t.")
+    done_head: bool = option(False, "Also predict done_t, the episode terminating after a_t (DoomTakeCover's death).")
+    done_weight: float = option(10.0, "Weight of a done example in the done loss (the reference code: 10; deaths are rare).")
+    sequence_length: int = option(
+        200,
+        "Steps per training window. The paper used 1000 (the `paper` preset); 200 wastes less padding on short "
+        "random episodes on a CPU.",
+    )
+    epochs: int = option(40, "Passes over the training steps.")
+    batch_size: int = option(100, "Windows per update (the paper: 100).")
+    learning_rate: float = option(1e-3, "Adam learning rate (the paper: 0.001).")
+    grad_clip: float = option(1.0, "Gradients are clipped to [-grad_clip, grad_clip] elementwise (the paper: 1.0).")
+    heldout_fraction: float = option(0.05, "Fraction of episodes held out for validation (at least one episode).")
+    checkpoint_seconds: float = option(300.0, "Also checkpoint inside an epoch after this many seconds.", fingerprint=False)
+
+    PRESETS = {
+        "tiny": {"units": 16, "epochs": 2, "batch_size": 4, "sequence_length": 16, "done_head": True, "reward_head": True},
+        "demo": {"units": 512, "done_head": True, "epochs": 30},
+        "doom-takecover": {"units": 512, "done_head": True},
+        "carracing": {"units": 256},
+        "paper": {"sequence_length": 1000},
+    }
+
+    def validate(self) -> None:
+        for name in ("units", "num_mixtures", "sequence_length", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"'{name}' must be at least 1; got {getattr(self, name)}.")
+        for name in ("learning_rate", "grad_clip", "done_weight"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"'{name}' must be positive; got {getattr(self, name)}.")
+        if not 0 < self.heldout_fraction < 1:
+            raise ConfigError(f"'heldout_fraction' must be between 0 and 1; got {self.heldout_fraction}.")
+
+
+def default_out(config: TrainMDNRNNConfig) -> str:
+    return "artifacts/mdnrnn.h5"
+
+
+def action_encoding(action_space_json: str, path: Path) -> tuple[int, bool]:
+    """(action input size, discrete?) for an action space: one-hot size n for Discrete(n), the flat size for Box."""
+    space = json.loads(action_space_json)
+    if space.get("type") == "Discrete":
+        return int(space["n"]), True
+    if space.get("type") == "Box":
+        return int(math.prod(space["shape"])), False
+    raise ArtifactError(f"{path} has an action space ({space.get('type')}) the MDN-RNN cannot take; it needs Discrete or Box.")
+
+
+def check_episodes(lengths, path: Path) -> None:
+    """The MDN-RNN learns from transitions z_t -> z_{t+1}: every episode needs at least 2 steps."""
+    import numpy as np
+
+    short = np.flatnonzero(lengths < 2)
+    if len(lengths) == 0:
+        raise ArtifactError(f"{path} holds no episodes; there is nothing to train on.")
+    if len(short):
+        raise ArtifactError(
+            f"{path} has {len(short)} episode(s) of fewer than 2 steps (the first is episode {int(short[0])}); the MDN-RNN "
+            "learns from transitions z_t -> z_(t+1), so record episodes of at least 2 steps."
+        )
+
+
+def run(
+    config: TrainMDNRNNConfig,
+    *,
+    out: str | Path,
+    seed: int,
+    inputs: Mapping[str, str | Path],
+    force: bool = False,
+) -> StageResult:
+    """Train the MDN-RNN on `inputs['latents']` and write the `mdnrnn` artifact `out`."""
+    import numpy as np
+
+    from wm.data.frames import split_episodes
+    from wm.data.sequences import WindowReader, WindowStream
+    from wm.io.artifact import commit, open_artifact, open_h5, write_root_attributes
+    from wm.io.models import write_model
+    from wm.training import Checkpoint, history_arrays, run_folders, train_epochs
+
+    out = Path(out)
+    with open_artifact(inputs["latents"], "latents") as latents:
+        action_dim, discrete = action_encoding(latents.attr("action_space_json"), latents.path)
+        lengths = latents.file["episode/length"][:]
+        check_episodes(lengths, latents.path)
+        input_ref = latents.input_ref("latents")
+        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [input_ref], seed, out, force)
+        if up_to_date:
+            return StageResult(out, fingerprint, "up-to-date")
+        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+        train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
+        log(f"{int(lengths[train_episodes].sum())} training steps ({len(train_episodes)} episodes), "
+            f"{int(lengths[heldout_episodes].sum())} held out ({len(heldout_episodes)} episodes).")
+        latent_dim = int(latents.attr("latent_dim"))
+
+        from wm import mixture
+        from wm.losses import done_loss, masked_mean, mixture_nll, precision_recall, roc_auc
+        from wm.models.mdnrnn import build_mdnrnn
+        from wm.tfsetup import keras, tensorflow
+
+        tf, keras = tensorflow(), keras()
+        keras.utils.set_random_seed(seed)
+        model = build_mdnrnn(
+            latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
+            reward_head=config.reward_head, done_head=config.done_head,
+        )
+        optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
+        optimizer.build(model.trainable_variables)
+        checkpoint_folder, log_folder = run_folders(out)
+        checkpoint = Checkpoint(checkpoint_folder, fingerprint)
+        state = checkpoint.load(model, optimizer, force=force)
+        if state.epoch or state.batch:
+            log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
+
+        float_spec = lambda rank: tf.TensorSpec((None,) * rank, tf.float32)  # noqa: E731
+        batch_signature = [float_spec(3), float_spec(3), float_spec(3), float_spec(2), float_spec(2), float_spec(2), float_spec(2)]
+        done_weight = float(config.done_weight)
+
+        def losses(mu, logvar, action, reward, done, valid, has_next, noise_seed):
+            noise = tf.random.stateless_normal(tf.shape(mu), seed=noise_seed)
+            z = mu + tf.exp(0.5 * logvar) * noise  # [batch, time + 1, latent]: a fresh sample every batch
+            heads, _ = model(z[:, :-1], action)
+            nll, nll_per_dimension = mixture_nll(z[:, 1:], heads["logits"], heads["mu"], heads["log_sigma"], has_next)
+            values = {"loss": nll, "nll": nll, "nll_per_dimension": nll_per_dimension}
+            if config.done_head:
+                values["done_loss"] = done_loss(heads["done_logit"], done, valid, done_weight)
+                values["loss"] += values["done_loss"]
+            if config.reward_head:
+                values["reward_mse"] = masked_mean(tf.square(heads["reward"] - reward), valid)
+                values["loss"] += values["reward_mse"]
+            return values, heads, z
+
+        @tf.function(input_signature=batch_signature + [tf.TensorSpec((), tf.int64)], jit_compile=False)
+        def train_step(mu, logvar, action, reward, done, valid, has_next, step):
+            with tf.GradientTape() as tape:
+                values, _, _ = losses(mu, logvar, action, reward, done, valid, has_next, tf.stack([tf.constant(seed, tf.int64), step]))
+            gradients = tape.gradient(values["loss"], model.trainable_variables)
+            finite = tf.math.is_finite(values["loss"]) & tf.math.is_finite(tf.linalg.global_norm(gradients))
+
+            def apply():
+                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))  # a non-finite step changes no weight
+            return {**values, "finite": finite}
+
+        @tf.function(input_signature=batch_signature, jit_compile=False)
+        def evaluate_step(mu, logvar, action, reward, done, valid, has_next):
+            values, heads, z = losses(mu, logvar, action, reward, done, valid, has_next, tf.constant([seed, -1], tf.int64))
+            nll_sum = -tf.reduce_sum(
+                mixture.log_prob(z[:, 1:], heads["logits"], heads["mu"], heads["log_sigma"])
+                * has_next[..., None], axis=[0, 1]
+            )
+            delta_squares = tf.reduce_sum(tf.square(z[:, 1:] - z[:, :-1]) * has_next[..., None], axis=[0, 1])
+            done_probability = tf.sigmoid(heads["done_logit"]) if config.done_head else tf.zeros_like(done)
+            reward_error = tf.reduce_sum(tf.square(heads["reward"] - reward) * valid) if config.reward_head else tf.constant(0.0)
+            return nll_sum, delta_squares, done_probability, reward_error
+
+        reader = WindowReader(latents.file, action_dim, discrete)
+        stream = WindowStream(reader, train_episodes, config.sequence_length, config.batch_size, seed)
+
+        def as_tensors(batch):
+            return (batch.mu, batch.logvar, batch.action, batch.reward, batch.done, batch.valid, batch.has_next)
+
+        def batches(epoch: int, start: int):
+            for batch in stream.batches(epoch, start):
+                yield as_tensors(batch), batch.steps
+
+        def evaluate() -> dict:
+            """Whole held-out episodes from a zero state, with one fixed z sample."""
+            nll_sum = np.zeros(latent_dim)
+            delta_squares = np.zeros(latent_dim)
+            transitions, steps, reward_error = 0.0, 0.0, 0.0
+            probabilities, labels = [], []
+            for begin in range(0, len(heldout_episodes), EVALUATION_EPISODES_PER_BATCH):
+                group = heldout_episodes[begin : begin + EVALUATION_EPISODES_PER_BATCH]
+                longest = int(lengths[group].max())
+                batch = reader.read([(int(e), 0, int(lengths[e])) for e in group], longest)
+                nll, deltas, probability, error = evaluate_step(*as_tensors(batch))
+                nll_sum += nll.numpy()
+                delta_squares += deltas.numpy()
+                transitions += float(batch.has_next.sum())
+                steps += float(batch.valid.sum())
+                reward_error += float(error)
+                mask = batch.valid.astype(bool)
+                probabilities.append(probability.numpy()[mask])
+                labels.append(batch.done[mask])
+            per_dimension = nll_sum / transitions
+            copy_variance = delta_squares / transitions
+            copy_per_dimension = 0.5 * np.log(2 * np.pi * np.e * copy_variance)
+            result = {
+                "nll": float(per_dimension.mean()),
+                "nll_per_dimension": per_dimension.tolist(),
+                "copy_baseline_nll": float(copy_per_dimension.mean()),
+                "copy_baseline_nll_per_dimension": copy_per_dimension.tolist(),
+            }
+            if config.done_head:
+                scores, truth = np.concatenate(probabilities), np.concatenate(labels)
+                precision, recall = precision_recall(scores, truth)
+                result.update(done_auc=roc_auc(scores, truth), done_precision=precision, done_recall=recall)
+            if config.reward_head:
+                result["reward_mse"] = reward_error / steps
+            return result
+
+        state = train_epochs(
+            name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=stream.batches_per_epoch,
+            batches=batches, train_step=lambda tensors, step: train_step(*tensors, tf.constant(step, tf.int64)),
+            evaluate=evaluate, checkpoint=checkpoint, model=model, optimizer=optimizer,
+            log_folder=log_folder, checkpoint_seconds=config.checkpoint_seconds, unit="steps",
+        )
+        starts = latents.file["episode/start"][:]
+        initial_mu = latents.file["mu"][starts.tolist()] if len(starts) else np.zeros((0, latent_dim), np.float32)
+        initial_logvar = latents.file["logvar"][starts.tolist()]
+        heldout_flag = np.isin(np.arange(len(starts)), heldout_episodes)
+        extra = {
+            "latent_dim": latent_dim,
+            "action_dim": action_dim,
+            "discrete_actions": discrete,
+            "env_id": latents.attr("env_id"),
+            "action_space_json": latents.attr("action_space_json"),
+            "vae_fingerprint": latents.attr("vae_fingerprint"),
+            "latents_fingerprint": latents.fingerprint,
+            "history_json": json.dumps(state.history),
+        }
+        extra.update({f"final_{key.replace('/', '_')}": value for key, value in state.history[-1].items()
+                      if key != "epoch" and np.isscalar(value)})
+
+    temporary = out.parent / f".{out.name}.tmp"
+    with open_h5(temporary, "w") as f:
+        write_root_attributes(
+            f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
+            fingerprint=fingerprint, extra=extra,
+        )
+        write_model(f, model)
+        for key, values in history_arrays(state.history).items():
+            f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+        f.create_dataset("initial/mu", data=initial_mu)
+        f.create_dataset("initial/logvar", data=initial_logvar)
+        f.create_dataset("initial/heldout", data=heldout_flag)
+    commit(temporary, out)
+    checkpoint.remove()
+    final = state.history[-1]
+    message = (f"Wrote {out}: held-out NLL {final['heldout/nll']:.3f} per latent dimension "
+               f"(copy baseline {final['heldout/copy_baseline_nll']:.3f})")
+    if config.done_head:
+        message += f", done head ROC AUC {final['heldout/done_auc']:.3f}"
+    log(message + f"; curves in {log_folder / 'loss.png'}.")
+    return StageResult(out, fingerprint, "written")
+
+
+STAGE = Stage(
+    name=STAGE_NAME,
+    run=run,
+    config_class=TrainMDNRNNConfig,
+    output_kind="mdnrnn",
+    version=STAGE_VERSION,
+    help="Train the World Models MDN-RNN (memory) on sequence windows of a latents artifact.",
+    inputs={"latents": "latents"},
+    default_out=default_out,
+)

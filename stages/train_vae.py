@@ -1,0 +1,212 @@
+"""Stage `train-vae`: the World Models V model, trained on the frames of a rollouts artifact.
+
+    wm train-vae --rollouts artifacts/doom-takecover/rollouts.h5 --preset doom-takecover \
+        --out artifacts/doom-takecover/vae.h5
+
+Frames stream from the (compressed) HDF5 file in shuffled order through tf.data; a held-out set
+of whole episodes measures reconstruction error and KL after every epoch. Checkpoints go to
+`<out stem>.ckpt/` (every epoch and every few minutes), metrics and loss.png to `<out stem>.logs/`;
+the same command after a kill resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+from wm.config import StageConfig, config_to_json, option
+from wm.errors import ConfigError
+from wm.stage import Stage, StageResult, log, prepare_output
+
+STAGE_NAME = "train-vae"
+STAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainVAEConfig(StageConfig):
+    """Settings of `wm train-vae` (defaults: the paper's CarRacing VAE)."""
+
+    latent_dim: int = option(32, "Size of z (the paper: 32 for CarRacing, 64 for DoomTakeCover).")
+    epochs: int = option(10, "Passes over the training frames (the reference code: 10).")
+    batch_size: int = option(100, "Frames per update (the paper: 100).")
+    learning_rate: float = option(1e-4, "Adam learning rate (the paper: 0.0001).")
+    kl_tolerance: float = option(0.5, "Free bits: the KL term is max(KL, kl_tolerance * latent_dim) (the paper: 0.5).")
+    heldout_fraction: float = option(0.05, "Fraction of episodes held out for validation (at least one episode).")
+    batches_per_epoch: Optional[int] = option(
+        None, "Stop each epoch after this many batches (quick checks); default: every training frame once."
+    )
+    samples: int = option(16, "Held-out frames stored with their reconstructions in the artifact.")
+    checkpoint_seconds: float = option(
+        300.0, "Also checkpoint inside an epoch after this many seconds.", fingerprint=False
+    )
+
+    PRESETS = {
+        "tiny": {"epochs": 2, "batch_size": 16, "samples": 4, "latent_dim": 8},
+        "demo": {"epochs": 3, "latent_dim": 64},
+        "doom-takecover": {"latent_dim": 64},
+        "carracing": {"latent_dim": 32},
+        "paper": {"epochs": 10},
+    }
+
+    def validate(self) -> None:
+        for name in ("latent_dim", "epochs", "batch_size", "samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"'{name}' must be at least 1; got {getattr(self, name)}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"'learning_rate' must be positive; got {self.learning_rate}.")
+        if self.kl_tolerance < 0:
+            raise ConfigError(f"'kl_tolerance' must be 0 or more; got {self.kl_tolerance}.")
+        if not 0 < self.heldout_fraction < 1:
+            raise ConfigError(f"'heldout_fraction' must be between 0 and 1; got {self.heldout_fraction}.")
+        if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
+            raise ConfigError(f"'batches_per_epoch' must be at least 1; got {self.batches_per_epoch}.")
+
+
+def default_out(config: TrainVAEConfig) -> str:
+    return "artifacts/vae.h5"
+
+
+def run(
+    config: TrainVAEConfig,
+    *,
+    out: str | Path,
+    seed: int,
+    inputs: Mapping[str, str | Path],
+    force: bool = False,
+) -> StageResult:
+    """Train the VAE on `inputs['rollouts']` and write the `vae` artifact `out`."""
+    import numpy as np
+
+    from wm.data.frames import FrameStream, episode_frame_indices, sequential_batches, split_episodes
+    from wm.io.artifact import commit, mark_as_image_stack, open_artifact, open_h5, write_root_attributes
+    from wm.io.models import write_model
+    from wm.io.rollouts import check_frames
+    from wm.training import Checkpoint, history_arrays, run_folders, train_epochs
+
+    out = Path(out)
+    with open_artifact(inputs["rollouts"], "rollouts") as rollouts:
+        check_frames(rollouts, "the VAE")
+        input_ref = rollouts.input_ref("rollouts")
+        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [input_ref], seed, out, force)
+        if up_to_date:
+            return StageResult(out, fingerprint, "up-to-date")
+        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+        starts, lengths = rollouts.file["episode/start"][:], rollouts.file["episode/length"][:]
+        train_episodes, heldout_episodes = split_episodes(len(starts), config.heldout_fraction, seed)
+        train_rows = episode_frame_indices(starts, lengths, train_episodes)
+        heldout_rows = episode_frame_indices(starts, lengths, heldout_episodes)
+        log(f"{len(train_rows)} training frames ({len(train_episodes)} episodes), "
+            f"{len(heldout_rows)} held out ({len(heldout_episodes)} episodes).")
+
+        from wm.losses import vae_loss
+        from wm.models.vae import IMAGE_SHAPE, build_vae
+        from wm.tfsetup import keras, tensorflow
+
+        tf, keras = tensorflow(), keras()
+        keras.utils.set_random_seed(seed)
+        model = build_vae(config.latent_dim)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(model.trainable_variables)
+        checkpoint_folder, log_folder = run_folders(out)
+        checkpoint = Checkpoint(checkpoint_folder, fingerprint)
+        state = checkpoint.load(model, optimizer, force=force)
+        if state.epoch or state.batch:
+            log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
+
+        frame_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8)
+        kl_tolerance = float(config.kl_tolerance)
+
+        @tf.function(input_signature=[frame_spec, tf.TensorSpec((), tf.int64)], jit_compile=False)
+        def train_step(frames, step):
+            x = tf.cast(frames, tf.float32) / 255.0  # [batch, 64, 64, 3]
+            noise = tf.random.stateless_normal((tf.shape(x)[0], config.latent_dim), seed=tf.stack([tf.constant(seed, tf.int64), step]))
+            with tf.GradientTape() as tape:
+                reconstruction, mu, logvar, _ = model(x, noise)
+                losses = vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
+            gradients = tape.gradient(losses["loss"], model.trainable_variables)
+            finite = tf.math.is_finite(losses["loss"]) & tf.math.is_finite(tf.linalg.global_norm(gradients))
+
+            def apply():
+                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))  # a non-finite step changes no weight
+            return {**losses, "finite": finite}
+
+        @tf.function(input_signature=[frame_spec], jit_compile=False)
+        def evaluate_step(frames):
+            x = tf.cast(frames, tf.float32) / 255.0
+            reconstruction, mu, logvar, _ = model(x)  # z = mu: the deterministic reconstruction
+            return vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
+
+        obs = rollouts.file["obs"]
+        stream = FrameStream(obs, train_rows, config.batch_size, seed)
+        batches_per_epoch = stream.batches_per_epoch
+        if config.batches_per_epoch is not None:
+            batches_per_epoch = min(batches_per_epoch, config.batches_per_epoch)
+
+        def batches(epoch: int, start: int):
+            for frames in stream.dataset(epoch, start).take(batches_per_epoch - start):
+                yield frames, int(frames.shape[0])
+
+        def evaluate() -> dict[str, float]:
+            totals: dict[str, float] = {}
+            for rows, frames in sequential_batches(obs, heldout_rows, 256):
+                for key, value in evaluate_step(frames).items():
+                    totals[key] = totals.get(key, 0.0) + float(value) * len(rows)
+            return {key: value / len(heldout_rows) for key, value in totals.items()}
+
+        state = train_epochs(
+            name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=batches_per_epoch,
+            batches=batches, train_step=lambda frames, step: train_step(frames, tf.constant(step, tf.int64)),
+            evaluate=evaluate, checkpoint=checkpoint, model=model, optimizer=optimizer,
+            log_folder=log_folder, checkpoint_seconds=config.checkpoint_seconds,
+        )
+
+        # Held-out originals next to their reconstructions, spread over the held-out episodes.
+        sample_rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(config.samples, len(heldout_rows))).astype(int)])
+        originals = obs[sample_rows]
+        reconstructions = np.clip(np.round(model(tf.cast(originals, tf.float32) / 255.0)[0].numpy() * 255.0), 0, 255).astype(np.uint8)
+        env_id = rollouts.attr("env_id")
+
+    temporary = out.parent / f".{out.name}.tmp"
+    with open_h5(temporary, "w") as f:
+        write_root_attributes(
+            f, kind="vae", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
+            fingerprint=fingerprint,
+            extra={
+                "latent_dim": config.latent_dim, "env_id": env_id, "rollouts_fingerprint": input_ref.fingerprint,
+                "history_json": json.dumps(state.history),
+                **{f"final_{key.replace('/', '_')}": value for key, value in state.history[-1].items() if key != "epoch"},
+            },
+        )
+        write_model(f, model)
+        for key, values in history_arrays(state.history).items():
+            f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+        for name, images in (
+            ("original", originals),
+            ("reconstruction", reconstructions),
+            ("comparison", np.concatenate([originals, np.full_like(originals[:, :, :2], 255), reconstructions], axis=2)),
+        ):
+            mark_as_image_stack(f.create_dataset(f"samples/{name}", data=images))
+        f.create_dataset("samples/rows", data=sample_rows)
+    commit(temporary, out)
+    checkpoint.remove()
+    final = state.history[-1]
+    log(f"Wrote {out}: held-out reconstruction error {final['heldout/reconstruction']:.2f} (summed squared error "
+        f"per frame), KL {final['heldout/kl']:.2f}; curves in {log_folder / 'loss.png'}.")
+    return StageResult(out, fingerprint, "written")
+
+
+STAGE = Stage(
+    name=STAGE_NAME,
+    run=run,
+    config_class=TrainVAEConfig,
+    output_kind="vae",
+    version=STAGE_VERSION,
+    help="Train the World Models VAE (vision) on the frames of a rollouts artifact.",
+    inputs={"rollouts": "rollouts"},
+    default_out=default_out,
+)

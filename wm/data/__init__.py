@@ -1,0 +1,1 @@
+"""Streaming readers that feed training from artifacts on disk (never the whole file in memory)."""

@@ -1,0 +1,79 @@
+"""The World Models convolutional VAE (Ha & Schmidhuber 2018, A.1).
+
+    x        a frame [batch, 64, 64, 3] in [0, 1]
+    mu, logvar   the posterior q(z | x) = N(mu, exp(logvar))  [batch, latent]
+    z        a latent, mu + exp(logvar / 2) * eps
+
+Encoder: 4 convolutions (32, 64, 128, 256 filters, kernel 4, stride 2, ReLU) -> 2x2x256 -> two dense
+heads. Decoder: dense 1024 -> 1x1x1024 -> transposed convolutions 128k5, 64k5, 32k6 (ReLU) and 3k6
+(sigmoid), stride 2. With latent 32 this has the paper's 4,348,547 parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wm.tfsetup import keras, tensorflow
+
+tf = tensorflow()
+keras = keras()
+
+IMAGE_SHAPE = (64, 64, 3)
+
+
+@keras.saving.register_keras_serializable(package="wm")
+class ConvVAE(keras.Model):
+    """Encoder and decoder of the World Models VAE; `call(x)` returns (reconstruction, mu, logvar, z)."""
+
+    def __init__(self, latent_dim: int = 32, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        layers = keras.layers
+        self.encoder = keras.Sequential(
+            [
+                keras.Input(IMAGE_SHAPE),
+                layers.Conv2D(32, 4, strides=2, activation="relu"),
+                layers.Conv2D(64, 4, strides=2, activation="relu"),
+                layers.Conv2D(128, 4, strides=2, activation="relu"),
+                layers.Conv2D(256, 4, strides=2, activation="relu"),
+                layers.Flatten(),
+                layers.Dense(2 * latent_dim),  # [mu, logvar]
+            ],
+            name="encoder",
+        )
+        self.decoder = keras.Sequential(
+            [
+                keras.Input((latent_dim,)),
+                layers.Dense(1024),
+                layers.Reshape((1, 1, 1024)),
+                layers.Conv2DTranspose(128, 5, strides=2, activation="relu"),
+                layers.Conv2DTranspose(64, 5, strides=2, activation="relu"),
+                layers.Conv2DTranspose(32, 6, strides=2, activation="relu"),
+                layers.Conv2DTranspose(3, 6, strides=2, activation="sigmoid"),
+            ],
+            name="decoder",
+        )
+
+    def encode(self, x: Any) -> tuple[Any, Any]:
+        """(mu, logvar), each [batch, latent], for frames x [batch, 64, 64, 3] in [0, 1]."""
+        mu, logvar = tf.split(self.encoder(x), 2, axis=-1)
+        return mu, logvar
+
+    def decode(self, z: Any) -> Any:
+        """Frames [batch, 64, 64, 3] in [0, 1] for latents z [batch, latent]."""
+        return self.decoder(z)
+
+    def call(self, x: Any, noise: Any = None) -> tuple[Any, Any, Any, Any]:
+        mu, logvar = self.encode(x)
+        z = mu if noise is None else mu + tf.exp(0.5 * logvar) * noise
+        return self.decode(z), mu, logvar, z
+
+    def get_config(self) -> dict[str, Any]:
+        return {"latent_dim": self.latent_dim}
+
+
+def build_vae(latent_dim: int) -> ConvVAE:
+    """A built ConvVAE (weights created) with the given latent size."""
+    model = ConvVAE(latent_dim=latent_dim)
+    model(tf.zeros((1, *IMAGE_SHAPE)))
+    return model

@@ -1,0 +1,37 @@
+"""Import TensorFlow and Keras once, quietly, with wm's CPU settings.
+
+Every module that needs TensorFlow calls `tensorflow()` instead of importing it at module level,
+so that `wm --help` never starts TensorFlow. XLA stays off: on the CPU it was slower in our
+measurements (and compiling costs seconds per function).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_configured = False
+
+
+def tensorflow() -> Any:
+    """The `tensorflow` module, configured for wm (quiet logs, Keras on TF, XLA auto-clustering off)."""
+    global _configured
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    if not _configured:
+        tf.get_logger().setLevel("ERROR")
+        tf.config.optimizer.set_jit(False)
+        _configured = True
+    return tf
+
+
+def keras() -> Any:
+    """The Keras 3 module, on the TensorFlow backend."""
+    tensorflow()
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"wm needs Keras on the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}.")
+    return keras

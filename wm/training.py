@@ -1,0 +1,251 @@
+"""What the training stages share: checkpoints, resume, the NaN guard, metrics and loss curves.
+
+Folders beside an output `X/name.h5`:
+    X/name.ckpt/checkpoint.h5   weights, optimizer state, counters and history of the unfinished run
+                                (HDF5, no pickle); removed once the artifact is written
+    X/name.logs/metrics.jsonl   one JSON line per epoch, keys `split/name`
+    X/name.logs/tensorboard/    the same scalars for TensorBoard
+    X/name.logs/loss.png        the curves
+
+A checkpoint is written at the end of every epoch and every `checkpoint_seconds` inside one. The
+batch order of an epoch and every random draw are functions of (seed, epoch, step), so a run
+resumed from a checkpoint continues exactly where the killed one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from wm.errors import Interrupted, OutputExistsError, TrainingDiverged
+from wm.io.artifact import commit, open_h5
+
+CHECKPOINT_FILE = "checkpoint.h5"
+
+
+def run_folders(out: Path) -> tuple[Path, Path]:
+    """(checkpoint folder, log folder) of the run writing `out`."""
+    out = Path(out)
+    return out.parent / f"{out.stem}.ckpt", out.parent / f"{out.stem}.logs"
+
+
+def save_variables(group: Any, variables: Iterable[Any]) -> None:
+    """Store variables in order as datasets `00000`, `00001`, ... with their Keras path as an attribute."""
+    for index, variable in enumerate(variables):
+        dataset = group.create_dataset(f"{index:05d}", data=np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable))
+        dataset.attrs["path"] = str(getattr(variable, "path", getattr(variable, "name", "")))
+
+
+def load_variables(group: Any, variables: list[Any], what: str) -> None:
+    """Assign stored values to `variables` in order; a count or shape mismatch raises ValueError naming `what`."""
+    names = sorted(group.keys())
+    if len(names) != len(variables):
+        raise ValueError(f"{what} holds {len(names)} arrays but the model has {len(variables)} variables")
+    for name, variable in zip(names, variables):
+        value = group[name][()]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{what}: array {group[name].attrs.get('path', name)} has shape {value.shape}, expected {tuple(variable.shape)}")
+        variable.assign(value)
+
+
+@dataclass
+class TrainingState:
+    """Counters and history of a training run (everything besides the variables)."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimizer updates in total
+    sums: dict[str, float] = field(default_factory=dict)  # metric sums of the current epoch
+    count: int = 0  # batches in those sums
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per completed epoch
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+class Checkpoint:
+    """The resumable state of one training run, in `folder/checkpoint.h5`, tied to the run's fingerprint."""
+
+    def __init__(self, folder: Path, fingerprint: str):
+        self.folder, self.fingerprint = Path(folder), fingerprint
+        self.path = self.folder / CHECKPOINT_FILE
+
+    def load(self, model: Any, optimizer: Any, *, force: bool) -> TrainingState:
+        """The saved state (variables assigned into `model` and `optimizer`), or a fresh state.
+
+        A checkpoint of another configuration is refused unless `force`, which discards it.
+        """
+        if not self.path.exists():
+            return TrainingState()
+        try:
+            with open_h5(self.path) as f:
+                found = f.attrs.get("fingerprint")
+                found = found.decode() if isinstance(found, bytes) else found
+                if found != self.fingerprint:
+                    if not force:
+                        raise OutputExistsError(
+                            f"{self.folder} holds an unfinished training run with other settings or inputs; run that "
+                            "command again to resume it, or pass --force to discard it."
+                        )
+                    shutil.rmtree(self.folder)
+                    return TrainingState()
+                load_variables(f["model"], list(model.weights), f"checkpoint {self.path}")
+                load_variables(f["optimizer"], list(optimizer.variables), f"checkpoint {self.path}")
+                return TrainingState(**json.loads(f.attrs["state_json"]))
+        except (OSError, KeyError, ValueError) as exc:
+            if force:
+                shutil.rmtree(self.folder)
+                return TrainingState()
+            raise OutputExistsError(
+                f"{self.path} cannot be resumed ({exc}); pass --force to discard it and start again."
+            ) from None
+
+    def save(self, state: TrainingState, model: Any, optimizer: Any) -> None:
+        """Write the state atomically (a kill while saving keeps the previous checkpoint)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / f".{CHECKPOINT_FILE}.tmp"
+        with open_h5(temporary, "w") as f:
+            f.attrs["fingerprint"] = self.fingerprint
+            f.attrs["state_json"] = state.to_json()
+            save_variables(f.create_group("model"), model.weights)
+            save_variables(f.create_group("optimizer"), optimizer.variables)
+        commit(temporary, self.path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class MetricsLog:
+    """metrics.jsonl and TensorBoard scalars in the run's log folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._writer: Any = None
+
+    def write(self, row: Mapping[str, float], step: int) -> None:
+        with open(self.folder / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": step, **row}) + "\n")
+        from wm.tfsetup import tensorflow
+
+        tf = tensorflow()
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.folder / "tensorboard"))
+        with self._writer.as_default():
+            for key, value in row.items():
+                if key != "epoch" and np.isscalar(value) and np.isfinite(value):
+                    tf.summary.scalar(key, value, step=step)
+        self._writer.flush()
+
+
+def plot_history(history: list[Mapping[str, float]], path: Path, title: str) -> None:
+    """One panel per metric name, train and held-out curves over epochs, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({key.split("/", 1)[1] for row in history for key, value in row.items() if "/" in key and np.isscalar(value)})
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    epochs = [row["epoch"] for row in history]
+    for axis, name in zip(axes[0], names):
+        for split in ("train", "heldout"):
+            values = [row.get(f"{split}/{name}", np.nan) for row in history]
+            if np.isfinite(values).any():
+                axis.plot(epochs, values, marker="o", markersize=3, label=split)
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    temporary = path.parent / f".{path.name}.tmp.png"
+    fig.savefig(temporary, dpi=90)
+    plt.close(fig)
+    os.replace(temporary, path)
+
+
+def train_epochs(
+    *,
+    name: str,
+    state: TrainingState,
+    epochs: int,
+    batches_per_epoch: int,
+    batches: Callable[[int, int], Iterator[tuple[Any, int]]],
+    train_step: Callable[[Any, int], Mapping[str, Any]],
+    evaluate: Callable[[], Mapping[str, float]],
+    checkpoint: Checkpoint,
+    model: Any,
+    optimizer: Any,
+    log_folder: Path,
+    checkpoint_seconds: float,
+    unit: str = "frames",
+) -> TrainingState:
+    """The epoch loop shared by the training stages.
+
+    `batches(epoch, start)` yields (batch, items) from batch `start` of `epoch`;
+    `train_step(batch, step)` applies one update unless a loss or gradient is not finite and returns
+    scalar metrics including `finite` (bool); `evaluate()` returns held-out metrics. Stops with
+    TrainingDiverged (last good checkpoint kept) if `finite` is false, with Interrupted on Ctrl-C.
+    """
+    from wm.progress import Progress
+
+    metrics = MetricsLog(log_folder)
+    progress = Progress(
+        epochs * batches_per_epoch, description=name, unit="batch",
+        initial=state.epoch * batches_per_epoch + state.batch, secondary_unit=unit,
+    )
+    last_save = time.monotonic()
+    try:
+        for epoch in range(state.epoch, epochs):
+            for batch, items in batches(epoch, state.batch):
+                values = {key: np.asarray(value, dtype=np.float64) for key, value in train_step(batch, state.step).items()}
+                if not values.pop("finite"):
+                    bad = [key for key, value in values.items() if not np.isfinite(value).all()] or ["a gradient"]
+                    raise TrainingDiverged(
+                        f"{name}: {', '.join(bad)} became NaN or infinite at epoch {epoch + 1}, batch {state.batch + 1}; "
+                        f"training stopped and the last good checkpoint is kept in {checkpoint.folder} "
+                        "(lower the learning rate, or check the input data)."
+                    )
+                for key, value in values.items():  # scalars, or vectors such as a loss per latent dimension
+                    state.sums[key] = (np.asarray(state.sums.get(key, 0.0)) + value).tolist()
+                state.count += 1
+                state.batch += 1
+                state.step += 1
+                progress.update(1, secondary=items, postfix=f"epoch {epoch + 1}/{epochs}, loss {float(values['loss']):.4g}")
+                if time.monotonic() - last_save >= checkpoint_seconds:
+                    checkpoint.save(state, model, optimizer)
+                    last_save = time.monotonic()
+            row: dict[str, Any] = {"epoch": epoch + 1}
+            row.update({f"train/{key}": (np.asarray(total) / max(state.count, 1)).tolist() for key, total in state.sums.items()})
+            row.update({f"heldout/{key}": value for key, value in evaluate().items()})
+            state.history.append(row)
+            state.epoch, state.batch, state.sums, state.count = epoch + 1, 0, {}, 0
+            checkpoint.save(state, model, optimizer)
+            last_save = time.monotonic()
+            metrics.write(row, state.step)
+            plot_history(state.history, Path(log_folder) / "loss.png", name)
+            summary = ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch" and np.isscalar(value))
+            progress.write(f"{name} epoch {epoch + 1}/{epochs}: {summary}")
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"Interrupted: {state.epoch} of {epochs} epochs are done and checkpointed in {checkpoint.folder}; "
+            "run the same command again to resume."
+        ) from None
+    finally:
+        progress.close()
+    return state
+
+
+def history_arrays(history: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The per-epoch history as one float64 array per key: [epochs] for scalars, [epochs, n] for vectors."""
+    keys = sorted({key for row in history for key in row})
+    return {key: np.array([row[key] for row in history], dtype=np.float64) for key in keys}
