@@ -120,11 +120,14 @@ def run(
 
     out = Path(out)
     check_media_path(out)
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
+    compare = inputs.get("compare")
     with open_artifact(inputs["vae"], "vae") as vae_artifact, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdn_artifact:
         check_pair(vae_artifact, mdn_artifact)
-        compare = inputs.get("compare")
+        if compare is not None:
+            with open_artifact(compare, "rollouts") as rollouts:
+                check_rollouts_fit(rollouts, mdn_artifact)
+        if out.exists() and not force:
+            raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
         from wm import mixture
         from wm.data.sequences import encode_actions
@@ -149,7 +152,6 @@ def run(
                 " (ended by the done head)" if ended else "")
         else:
             with open_artifact(compare, "rollouts") as rollouts:
-                check_rollouts_fit(rollouts, mdn_artifact)
                 from wm.io.rollouts import RolloutsReader
 
                 reader = RolloutsReader(rollouts)

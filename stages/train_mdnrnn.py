@@ -112,19 +112,19 @@ def run(
     from wm.data.sequences import WindowReader, WindowStream
     from wm.io.artifact import commit, open_artifact, open_h5, write_root_attributes
     from wm.io.models import write_model
-    from wm.training import Checkpoint, history_arrays, run_folders, train_epochs
+    from wm.training import Checkpoint, apply_if_finite, history_arrays, run_folders, train_epochs
 
     out = Path(out)
     with open_artifact(inputs["latents"], "latents") as latents:
         action_dim, discrete = action_encoding(latents.attr("action_space_json"), latents.path)
         lengths = latents.file["episode/length"][:]
         check_episodes(lengths, latents.path)
+        train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
         input_ref = latents.input_ref("latents")
         fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [input_ref], seed, out, force)
         if up_to_date:
             return StageResult(out, fingerprint, "up-to-date")
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
         log(f"{int(lengths[train_episodes].sum())} training steps ({len(train_episodes)} episodes), "
             f"{int(lengths[heldout_episodes].sum())} held out ({len(heldout_episodes)} episodes).")
         latent_dim = int(latents.attr("latent_dim"))
@@ -171,13 +171,7 @@ def run(
             with tf.GradientTape() as tape:
                 values, _, _ = losses(mu, logvar, action, reward, done, valid, has_next, tf.stack([tf.constant(seed, tf.int64), step]))
             gradients = tape.gradient(values["loss"], model.trainable_variables)
-            finite = tf.math.is_finite(values["loss"]) & tf.math.is_finite(tf.linalg.global_norm(gradients))
-
-            def apply():
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-                return tf.constant(True)
-
-            tf.cond(finite, apply, lambda: tf.constant(False))  # a non-finite step changes no weight
+            finite = apply_if_finite(optimizer, values["loss"], gradients, model.trainable_variables)
             return {**values, "finite": finite}
 
         @tf.function(input_signature=batch_signature, jit_compile=False)

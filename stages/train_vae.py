@@ -88,20 +88,20 @@ def run(
     out = Path(out)
     with open_artifact(inputs["rollouts"], "rollouts") as rollouts:
         check_frames(rollouts, "the VAE")
+        starts, lengths = rollouts.file["episode/start"][:], rollouts.file["episode/length"][:]
+        train_episodes, heldout_episodes = split_episodes(len(starts), config.heldout_fraction, seed)
         input_ref = rollouts.input_ref("rollouts")
         fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [input_ref], seed, out, force)
         if up_to_date:
             return StageResult(out, fingerprint, "up-to-date")
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        starts, lengths = rollouts.file["episode/start"][:], rollouts.file["episode/length"][:]
-        train_episodes, heldout_episodes = split_episodes(len(starts), config.heldout_fraction, seed)
         train_rows = episode_frame_indices(starts, lengths, train_episodes)
         heldout_rows = episode_frame_indices(starts, lengths, heldout_episodes)
         log(f"{len(train_rows)} training frames ({len(train_episodes)} episodes), "
             f"{len(heldout_rows)} held out ({len(heldout_episodes)} episodes).")
 
         from wm.losses import vae_loss
-        from wm.models.vae import IMAGE_SHAPE, build_vae
+        from wm.models.vae import IMAGE_SHAPE, build_vae, make_train_step
         from wm.tfsetup import keras, tensorflow
 
         tf, keras = tensorflow(), keras()
@@ -117,23 +117,7 @@ def run(
 
         frame_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8)
         kl_tolerance = float(config.kl_tolerance)
-
-        @tf.function(input_signature=[frame_spec, tf.TensorSpec((), tf.int64)], jit_compile=False)
-        def train_step(frames, step):
-            x = tf.cast(frames, tf.float32) / 255.0  # [batch, 64, 64, 3]
-            noise = tf.random.stateless_normal((tf.shape(x)[0], config.latent_dim), seed=tf.stack([tf.constant(seed, tf.int64), step]))
-            with tf.GradientTape() as tape:
-                reconstruction, mu, logvar, _ = model(x, noise)
-                losses = vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
-            gradients = tape.gradient(losses["loss"], model.trainable_variables)
-            finite = tf.math.is_finite(losses["loss"]) & tf.math.is_finite(tf.linalg.global_norm(gradients))
-
-            def apply():
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-                return tf.constant(True)
-
-            tf.cond(finite, apply, lambda: tf.constant(False))  # a non-finite step changes no weight
-            return {**losses, "finite": finite}
+        train_step = make_train_step(model, optimizer, kl_tolerance, seed)
 
         @tf.function(input_signature=[frame_spec], jit_compile=False)
         def evaluate_step(frames):

@@ -123,7 +123,7 @@ def coerce_value(config_class: type, key: str, value: Any, *, from_text: bool) -
     return value
 
 
-def _check_key(config_class: type, key: str, source: str) -> None:
+def check_key(config_class: type, key: str, source: str) -> None:
     names = [f.name for f in dataclasses.fields(config_class)]
     if key not in names:
         close = difflib.get_close_matches(key, names, n=1)
@@ -185,14 +185,14 @@ def resolve_config(
     if config_file is not None:
         for key, value in load_config_file(config_file).items():
             key = key.replace("-", "_")
-            _check_key(config_class, key, f"config file {config_file}")
+            check_key(config_class, key, f"config file {config_file}")
             values[key] = coerce_value(config_class, key, value, from_text=False)
     for item in sets:
         key, text = parse_set(item)
-        _check_key(config_class, key, "--set")
+        check_key(config_class, key, "--set")
         values[key] = coerce_value(config_class, key, text, from_text=True)
     for key, value in (explicit or {}).items():
-        _check_key(config_class, key, "the command line")
+        check_key(config_class, key, "the command line")
         values[key] = coerce_value(config_class, key, value, from_text=False)
     config = config_class(**values)
     check_choices(config)

@@ -85,24 +85,20 @@ def _step_overrides(recipe: Recipe, config_file: str | None, sets: Sequence[str]
 
 def step_config(recipe: Recipe, step: Step, preset: str | None, overrides: Mapping[str, Any]) -> Any:
     """The resolved config of `step` under `preset` and the user's overrides."""
-    from wm.config import coerce_value, resolve_config
+    from wm.config import check_key, coerce_value, resolve_config
     from wm.stages import get_stage
 
     config_class = get_stage(step.stage).config_class
     values = {**step.settings, **(recipe.presets.get(preset, {}).get(step.name, {}) if preset else {})}
-    sets = []
-    for key, value in overrides.items():
-        if isinstance(value, tuple) and value and value[0] == "text":
-            sets.append(f"{key}={value[1]}")
-        else:
-            values[key] = value
     try:
-        return resolve_config(
-            config_class,
-            preset=preset if preset in config_class.PRESETS else None,
-            sets=sets,
-            explicit={key: coerce_value(config_class, key, value, from_text=False) for key, value in values.items()},
-        )
+        typed = {key: coerce_value(config_class, key, value, from_text=False) for key, value in values.items()}
+        for key, value in overrides.items():  # the user's overrides win over the recipe's values
+            check_key(config_class, key, "--set or --config")
+            if isinstance(value, tuple) and value and value[0] == "text":
+                typed[key] = coerce_value(config_class, key, value[1], from_text=True)
+            else:
+                typed[key] = coerce_value(config_class, key, value, from_text=False)
+        return resolve_config(config_class, preset=preset if preset in config_class.PRESETS else None, explicit=typed)
     except ConfigError as exc:
         raise ConfigError(f"Step '{step.name}': {exc}") from None
 

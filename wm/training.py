@@ -164,7 +164,8 @@ def plot_history(history: list[Mapping[str, float]], path: Path, title: str) -> 
                 axis.plot(epochs, values, marker="o", markersize=3, label=split)
         axis.set_title(name)
         axis.set_xlabel("epoch")
-        axis.legend()
+        if axis.get_lines():
+            axis.legend()
     fig.suptitle(title)
     fig.tight_layout()
     temporary = path.parent / f".{path.name}.tmp.png"
@@ -243,6 +244,25 @@ def train_epochs(
     finally:
         progress.close()
     return state
+
+
+def apply_if_finite(optimizer: Any, loss: Any, gradients: list[Any], variables: list[Any]) -> Any:
+    """Inside a tf.function: apply the update only if the loss and every gradient are finite.
+
+    Returns the boolean tensor `finite`; a non-finite step changes no weight, so the weights (and
+    every checkpoint) stay those of the last good step.
+    """
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.linalg.global_norm(gradients))
+
+    def apply() -> Any:
+        optimizer.apply_gradients(zip(gradients, variables))
+        return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+    return finite
 
 
 def history_arrays(history: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:

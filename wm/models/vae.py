@@ -77,3 +77,29 @@ def build_vae(latent_dim: int) -> ConvVAE:
     model = ConvVAE(latent_dim=latent_dim)
     model(tf.zeros((1, *IMAGE_SHAPE)))
     return model
+
+
+def make_train_step(model: ConvVAE, optimizer: Any, kl_tolerance: float, seed: int) -> Any:
+    """The compiled update `train_step(frames uint8 [batch, 64, 64, 3], step int64) -> metrics`.
+
+    The reparameterisation noise is drawn statelessly from (seed, step), so a resumed run repeats
+    the draws of an uninterrupted one. Returns the `vae_loss` terms and `finite`.
+    """
+    from wm.losses import vae_loss
+    from wm.training import apply_if_finite
+
+    signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8), tf.TensorSpec((), tf.int64)]
+
+    @tf.function(input_signature=signature, jit_compile=False)
+    def train_step(frames: Any, step: Any) -> dict[str, Any]:
+        x = tf.cast(frames, tf.float32) / 255.0  # [batch, 64, 64, 3]
+        noise_seed = tf.stack([tf.constant(seed, tf.int64), step])
+        noise = tf.random.stateless_normal((tf.shape(x)[0], model.latent_dim), seed=noise_seed)
+        with tf.GradientTape() as tape:
+            reconstruction, mu, logvar, _ = model(x, noise)
+            losses = vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
+        gradients = tape.gradient(losses["loss"], model.trainable_variables)
+        finite = apply_if_finite(optimizer, losses["loss"], gradients, model.trainable_variables)
+        return {**losses, "finite": finite}
+
+    return train_step

@@ -1,0 +1,137 @@
+"""VAE training: streaming from disk against in memory, and memory use against file size.
+
+1. Frames per second of the VAE update (the same compiled step of `wm train-vae`, same model, same
+   frames, batch 100) fed two ways, measured alternately in one run:
+   streaming - `FrameStream` reading shuffled batches from the lzf-compressed rollouts file through
+               tf.data, as `wm train-vae` does;
+   in memory - the same frames loaded into a NumPy array first, fed by tf.data from memory.
+   Target: streaming / in memory >= 0.9 (the input pipeline is not the bottleneck).
+2. Peak resident memory of the real `wm train-vae` command (same number of batches) on a rollouts
+   file of about 200,000 frames against one of about 20,000. Target: large / small <= 1.2.
+
+    python bench/vision_memory.py                       # makes the doom-takecover files it needs
+    python bench/vision_memory.py --data-dir /tmp/wm-bench --batches 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ENV = "doom-takecover"
+
+
+def ensure_rollouts(path: Path, frames: int, seed: int) -> Path:
+    """A doom-takecover random rollouts file with at least `frames` frames (made with `wm rollout` if missing)."""
+    from wm.io.artifact import open_artifact
+
+    if path.exists():
+        with open_artifact(path, "rollouts") as artifact:
+            if artifact.file["reward"].shape[0] >= frames:
+                return path
+    episodes = 1 + frames // 300  # random doom-takecover episodes last about 330 steps
+    while True:
+        subprocess.run(
+            [sys.executable, "-m", "wm", "rollout", "--env", ENV, "--episodes", str(episodes), "--seed", str(seed),
+             "--out", str(path), "--force"],
+            check=True,
+        )
+        with open_artifact(path, "rollouts") as artifact:
+            if artifact.file["reward"].shape[0] >= frames:
+                return path
+        episodes = int(episodes * 1.2) + 1
+
+
+def throughput(path: Path, batches: int, rounds: int) -> tuple[float, float]:
+    """(streaming, in-memory) frames per second of the VAE update, medians over alternating rounds."""
+    from wm.data.frames import FrameStream
+    from wm.io.artifact import open_artifact
+    from wm.models.vae import build_vae, make_train_step
+    from wm.tfsetup import keras, tensorflow
+
+    tf, keras = tensorflow(), keras()
+    model = build_vae(64)
+    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer.build(model.trainable_variables)
+    train_step = make_train_step(model, optimizer, 0.5, seed=0)
+    with open_artifact(path, "rollouts") as artifact:
+        obs = artifact.file["obs"]
+        rows = np.arange(min(obs.shape[0], batches * 100 * rounds))
+        stream = FrameStream(obs, rows, batch_size=100, seed=0)
+        in_memory = obs[: len(rows)]  # loaded whole: the thing `wm train-vae` never does
+
+        def memory_dataset(epoch: int):
+            order = stream.epoch_order(epoch)
+            return tf.data.Dataset.from_tensor_slices(in_memory[order]).batch(100).prefetch(4)
+
+        def timed(dataset) -> float:
+            started, frames = None, 0
+            for index, batch in enumerate(dataset.take(batches + 3)):
+                train_step(batch, tf.constant(index, tf.int64))["loss"].numpy()
+                if index == 2:  # the first batches pay for tracing and thread start-up
+                    started = time.perf_counter()
+                elif index > 2:
+                    frames += int(batch.shape[0])
+            return frames / (time.perf_counter() - started)
+
+        streaming, memory = [], []
+        for epoch in range(rounds):
+            streaming.append(timed(stream.dataset(epoch)))
+            memory.append(timed(memory_dataset(epoch)))
+            print(f"  round {epoch + 1}: streaming {streaming[-1]:.0f} frames/s, in memory {memory[-1]:.0f} frames/s", flush=True)
+    return float(np.median(streaming)), float(np.median(memory))
+
+
+def peak_rss_mib(rollouts: Path, out: Path, batches: int) -> float:
+    """Peak resident memory (MiB) of `wm train-vae` on `rollouts` for one epoch of `batches` batches."""
+    command = [
+        sys.executable, "-m", "wm", "train-vae", "--rollouts", str(rollouts), "--out", str(out), "--force",
+        "--latent-dim", "64", "--epochs", "1", "--batches-per-epoch", str(batches),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"wm train-vae failed:\n{stderr}")
+    return usage.ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path("artifacts/bench"), help="Where the rollouts files are kept.")
+    parser.add_argument("--batches", type=int, default=60, help="Timed batches per round (part 1) and per run (part 2).")
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds of part 1.")
+    parser.add_argument("--small-frames", type=int, default=20_000)
+    parser.add_argument("--large-frames", type=int, default=200_000)
+    args = parser.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    small = ensure_rollouts(args.data_dir / "rollouts-20k.h5", args.small_frames, seed=1)
+    large = ensure_rollouts(args.data_dir / "rollouts-200k.h5", args.large_frames, seed=2)
+
+    print("1. VAE update, frames per second (batch 100, z = 64, 2 cores):")
+    streaming, memory = throughput(large, args.batches, args.rounds)
+    print(f"   streaming from {large.name} (lzf): {streaming:.0f} frames/s; in memory: {memory:.0f} frames/s; "
+          f"ratio {streaming / memory:.3f} (target >= 0.9)")
+
+    print("2. Peak resident memory of `wm train-vae` (same batches, one epoch):")
+    from wm.io.artifact import open_artifact
+
+    sizes = {}
+    for path in (small, large):
+        with open_artifact(path, "rollouts") as artifact:
+            sizes[path] = artifact.file["reward"].shape[0]
+    small_rss = peak_rss_mib(small, args.data_dir / "vae-small.h5", args.batches)
+    large_rss = peak_rss_mib(large, args.data_dir / "vae-large.h5", args.batches)
+    print(f"   {sizes[small]} frames: {small_rss:.0f} MiB; {sizes[large]} frames: {large_rss:.0f} MiB; "
+          f"ratio {large_rss / small_rss:.3f} (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Stages train-vae, encode, train-mdnrnn and dream on the tiny preset; resume after SIGKILL; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import error_line, rollout, run_wm
+from wm.config import resolve_config
+from wm.io.artifact import open_artifact
+
+
+def run_stage(name: str, out: Path, inputs: dict, seed: int = 0, preset: str = "tiny", **settings):
+    from wm.stages import get_stage
+
+    stage = get_stage(name)
+    config = resolve_config(stage.config_class, preset=preset, explicit=settings)
+    return stage.run(config, out=out, seed=seed, inputs={k: str(v) for k, v in inputs.items()}, force=False)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """rollout -> train-vae -> encode -> train-mdnrnn on the fake pixel environment (tiny settings)."""
+    folder = tmp_path_factory.mktemp("chain")
+    paths = {"rollouts": rollout(folder, "rollouts.h5", env="fake-pixels", episodes=5, max_steps=30)}
+    paths["vae"] = folder / "vae.h5"
+    run_stage("train-vae", paths["vae"], {"rollouts": paths["rollouts"]})
+    paths["latents"] = folder / "latents.h5"
+    run_stage("encode", paths["latents"], {"rollouts": paths["rollouts"], "vae": paths["vae"]})
+    paths["mdnrnn"] = folder / "mdnrnn.h5"
+    run_stage("train-mdnrnn", paths["mdnrnn"], {"latents": paths["latents"]})
+    return paths
+
+
+def test_vae_artifact_holds_weights_history_and_viewable_samples(chain):
+    from wm.io.models import read_model
+    from wm.models.vae import build_vae
+
+    with open_artifact(chain["vae"], "vae") as vae:
+        f = vae.file
+        assert len(json.loads(vae.attr("history_json"))) == 2 and f["history/heldout_reconstruction"].shape == (2,)
+        for name in ("original", "reconstruction", "comparison"):
+            assert f[f"samples/{name}"].attrs["CLASS"] == b"IMAGE" and f[f"samples/{name}"].dtype == np.uint8
+        assert f["samples/comparison"].shape[1:] == (64, 130, 3)
+        model = read_model(vae, build_vae)
+        originals = f["samples/original"][:]
+        reconstruction = np.round(model(originals.astype(np.float32) / 255.0)[0].numpy() * 255)
+        assert np.abs(reconstruction - f["samples/reconstruction"][:]).max() <= 1  # the stored weights reproduce it
+    logs = chain["vae"].parent / "vae.logs"
+    assert len((logs / "metrics.jsonl").read_text().splitlines()) == 2 and (logs / "loss.png").stat().st_size > 1000
+    assert any((logs / "tensorboard").iterdir())
+    assert not (chain["vae"].parent / "vae.ckpt").exists()  # removed once the artifact is written
+
+
+def test_latents_are_step_aligned_with_the_rollouts(chain):
+    from wm.io.models import read_model
+    from wm.models.vae import build_vae
+
+    with open_artifact(chain["latents"], "latents") as latents, open_artifact(chain["rollouts"], "rollouts") as rollouts, \
+            open_artifact(chain["vae"], "vae") as vae:
+        for name in ("action", "reward", "terminated", "truncated", "episode/start", "episode/length"):
+            np.testing.assert_array_equal(latents.file[name][:], rollouts.file[name][:])
+        assert latents.file["mu"].shape == (rollouts.file["obs"].shape[0], 8)
+        assert latents.attr("vae_fingerprint") == vae.fingerprint
+        assert {ref["name"]: ref["fingerprint"] for ref in latents.inputs} == {"rollouts": rollouts.fingerprint, "vae": vae.fingerprint}
+        model = read_model(vae, build_vae)
+        mu, logvar = model.encode(rollouts.file["obs"][10:13].astype(np.float32) / 255.0)
+        np.testing.assert_allclose(latents.file["mu"][10:13], mu.numpy(), atol=1e-4)
+        np.testing.assert_allclose(latents.file["logvar"][10:13], logvar.numpy(), atol=1e-4)
+
+
+def test_mdnrnn_artifact_holds_per_dimension_history_done_metrics_and_first_frames(chain):
+    with open_artifact(chain["mdnrnn"], "mdnrnn") as mdnrnn, open_artifact(chain["latents"], "latents") as latents:
+        f = mdnrnn.file
+        assert f["history/heldout_nll_per_dimension"].shape == (2, 8)
+        assert f["history/train_nll_per_dimension"].shape == (2, 8)
+        for key in ("heldout_done_auc", "heldout_done_precision", "heldout_done_recall", "heldout_copy_baseline_nll"):
+            assert f[f"history/{key}"].shape == (2,)
+        starts = latents.file["episode/start"][:]
+        np.testing.assert_array_equal(f["initial/mu"][:], latents.file["mu"][:][starts])
+        assert mdnrnn.attr("vae_fingerprint") == latents.attr("vae_fingerprint")
+        assert f["initial/heldout"][:].sum() == 1
+
+
+def test_same_command_again_is_up_to_date(chain):
+    result = run_stage("train-mdnrnn", chain["mdnrnn"], {"latents": chain["latents"]})
+    assert result.status == "up-to-date"
+
+
+def test_dream_and_compare_write_gifs(chain, tmp_path):
+    from PIL import Image
+
+    run_stage("dream", tmp_path / "dream.gif", {"vae": chain["vae"], "mdnrnn": chain["mdnrnn"]}, done_threshold=0.99)
+    run_stage("dream", tmp_path / "compare.gif", {"vae": chain["vae"], "mdnrnn": chain["mdnrnn"], "compare": chain["rollouts"]})
+    dream, compare = Image.open(tmp_path / "dream.gif"), Image.open(tmp_path / "compare.gif")
+    assert dream.size == (64, 64) and dream.n_frames >= 1
+    assert compare.size == (3 * 64 + 4, 64 + 14) and compare.n_frames == 10
+
+
+def test_inspect_summarises_each_kind(chain):
+    for kind in ("vae", "latents", "mdnrnn"):
+        result = run_wm("inspect", str(chain[kind]))
+        assert result.returncode == 0 and f"{kind} artifact" in result.stdout, result.stderr
+
+
+# --- resume after SIGKILL -------------------------------------------------------------------------
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        with h5py.File(path, "r") as f:
+            return json.loads(f.attrs["state_json"])["step"]
+    except (OSError, KeyError):
+        return -1
+
+
+def _kill_after_checkpoint(args: list[str], checkpoint: Path, min_step: int) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "wm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while _checkpoint_step(checkpoint) < min_step:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return [f["model"][name][()] for name in sorted(f["model"])]
+
+
+@pytest.mark.parametrize(
+    "stage, input_name, extra",
+    [("train-vae", "rollouts", ["--epochs", "3"]), ("train-mdnrnn", "latents", ["--epochs", "4"])],
+)
+def test_training_resumes_after_sigkill_and_matches_an_uninterrupted_run(chain, tmp_path, stage, input_name, extra):
+    args = [stage, f"--{input_name}", str(chain[input_name]), "--preset", "tiny", "--set", "checkpoint_seconds=0", *extra]
+    killed = tmp_path / "killed" / "model.h5"
+    _kill_after_checkpoint([*args, "--out", str(killed)], killed.parent / "model.ckpt" / "checkpoint.h5", min_step=5)
+    assert not killed.exists()
+    resumed = run_wm(*args, "--out", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr
+    straight = run_wm(*args, "--out", str(tmp_path / "straight" / "model.h5"))
+    assert straight.returncode == 0, straight.stderr
+    for a, b in zip(_weights(killed), _weights(tmp_path / "straight" / "model.h5")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with h5py.File(killed) as f:
+        assert len(json.loads(f.attrs["history_json"])) == int(extra[1])
+
+
+# --- bad input: one sentence, exit code 2, nothing overwritten --------------------------------------
+
+
+def _fails_cleanly(tmp_path: Path, *args: str, out_name: str = "out.h5") -> str:
+    out = tmp_path / out_name
+    out.write_bytes(b"keep me")
+    result = run_wm(*args, "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert out.read_bytes() == b"keep me"
+    return error_line(result)
+
+
+def test_frames_that_do_not_fit_the_vae_are_refused(chain, tmp_path):
+    cartpole = rollout(tmp_path, "cartpole.h5", env="CartPole-v1", episodes=2, max_steps=5)
+    message = _fails_cleanly(tmp_path, "train-vae", "--rollouts", str(cartpole), "--preset", "tiny")
+    assert "do not fit the VAE" in message and "64x64 RGB uint8" in message
+    message = _fails_cleanly(tmp_path, "encode", "--rollouts", str(cartpole), "--vae", str(chain["vae"]))
+    assert "do not fit the VAE" in message
+
+
+def test_an_artifact_of_the_wrong_kind_is_refused(chain, tmp_path):
+    message = _fails_cleanly(tmp_path, "encode", "--rollouts", str(chain["rollouts"]), "--vae", str(chain["latents"]))
+    assert "is a 'latents' artifact, but a 'vae' artifact is needed" in message
+    message = _fails_cleanly(
+        tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["vae"]), out_name="d.gif"
+    )
+    assert "a 'mdnrnn' artifact is needed" in message
+
+
+def test_dream_refuses_a_vae_other_than_the_one_that_made_the_latents(chain, tmp_path):
+    other_vae = tmp_path / "other-vae.h5"
+    run_stage("train-vae", other_vae, {"rollouts": chain["rollouts"]}, seed=1, epochs=1)
+    message = _fails_cleanly(
+        tmp_path, "dream", "--vae", str(other_vae), "--mdnrnn", str(chain["mdnrnn"]), out_name="d.gif"
+    )
+    assert "trained on latents made by another VAE" in message
+
+
+def test_compare_refuses_rollouts_of_another_action_space(chain, tmp_path):
+    carracing = rollout(tmp_path, "car.h5", env="carracing", episodes=1, max_steps=3)
+    message = _fails_cleanly(
+        tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--compare", str(carracing),
+        out_name="c.gif",
+    )
+    assert "action space" in message and "same environment" in message
+
+
+def test_single_step_and_empty_episodes_are_refused(chain, tmp_path):
+    single = rollout(tmp_path, "single.h5", env="fake-pixels", episodes=3, max_steps=1)
+    latents = tmp_path / "single-latents.h5"
+    run_stage("encode", latents, {"rollouts": single, "vae": chain["vae"]})
+    message = _fails_cleanly(tmp_path, "train-mdnrnn", "--latents", str(latents), "--preset", "tiny")
+    assert "fewer than 2 steps" in message
+
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(chain["rollouts"].read_bytes())
+    with h5py.File(empty, "a") as f:  # a valid rollouts artifact with no episodes
+        for name in ("obs", "action", "reward", "terminated", "truncated", "episode/start", "episode/length",
+                     "episode/seed", "episode/return"):
+            f[name].resize(0, axis=0)
+    assert "at least 2 episodes" in _fails_cleanly(tmp_path, "train-vae", "--rollouts", str(empty), "--preset", "tiny")
+    assert "holds no steps" in _fails_cleanly(tmp_path, "encode", "--rollouts", str(empty), "--vae", str(chain["vae"]))
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_temperature_must_be_positive(chain, tmp_path, value):
+    message = _fails_cleanly(
+        tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--temperature", value,
+        out_name="d.gif",
+    )
+    assert "'temperature' must be positive" in message
+
+
+def test_run_refuses_an_unknown_pipeline(tmp_path):
+    result = run_wm("run", "doom-takecovr", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Did you mean 'doom-takecover'" in error_line(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_chains_the_stages_and_skips_up_to_date_ones(tmp_path):
+    folder = tmp_path / "run"
+    first = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--set", "train-mdnrnn.units=32")
+    assert first.returncode == 0, first.stderr
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert list(manifest["steps"]) == ["rollout", "train-vae", "encode", "train-mdnrnn"]
+    assert {step["status"] for step in manifest["steps"].values()} == {"written"}
+    with open_artifact(folder / "mdnrnn.h5", "mdnrnn") as mdnrnn:
+        assert mdnrnn.config["units"] == 32 and mdnrnn.config["done_head"] and mdnrnn.attr("latent_dim") == 64
+        assert mdnrnn.attr("env_id") == "doom-takecover"
+    second = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--set", "train-mdnrnn.units=32")
+    assert second.returncode == 0, second.stderr
+    assert {step["status"] for step in json.loads((folder / "manifest.json").read_text())["steps"].values()} == {"up-to-date"}
