@@ -15,12 +15,14 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet -e ".[dev,ray,minari]"
 	touch $(STAMP)
 
-# A few doom-takecover and carracing episodes, inspected.
+# The doom-takecover demo chain (rollout -> train-vae -> encode -> train-mdnrnn), then a dream and a
+# comparison GIF. A rerun skips the stages that are up to date.
+DEMO := artifacts/doom-takecover/demo
 demo: $(STAMP)
-	$(BIN)/wm rollout --env doom-takecover --episodes 8 --workers 2 --seed 0 --out artifacts/demo/doom-takecover-rollouts.h5
-	$(BIN)/wm rollout --env carracing --episodes 4 --workers 2 --seed 0 --out artifacts/demo/carracing-rollouts.h5
-	$(BIN)/wm inspect artifacts/demo/doom-takecover-rollouts.h5
-	$(BIN)/wm inspect artifacts/demo/carracing-rollouts.h5
+	$(BIN)/wm run doom-takecover --preset demo --out $(DEMO)
+	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --temperature 1.15 --out $(DEMO)/dream.gif --force
+	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --compare $(DEMO)/rollouts.h5 --out $(DEMO)/compare.gif --force
+	$(BIN)/wm inspect $(DEMO)/mdnrnn.h5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -22,7 +22,7 @@ DOOM_TAKECOVER = Recipe(
     steps=_chain("doom-takecover", {"latent_dim": 64}, {"units": 512, "done_head": True}),
     presets={
         "tiny": {"rollout": {"episodes": 3, "max_steps": 40}},
-        "demo": {"rollout": {"episodes": 40}, "train-vae": {"epochs": 3}, "train-mdnrnn": {"epochs": 30}},
+        "demo": {"rollout": {"episodes": 40}, "train-vae": {"epochs": 3}, "train-mdnrnn": {"epochs": 30, "batch_size": 20}},
         "paper": {"rollout": {"episodes": 10000}, "train-vae": {"epochs": 10}, "train-mdnrnn": {"sequence_length": 1000}},
     },
 )
@@ -33,7 +33,7 @@ CARRACING = Recipe(
     steps=_chain("carracing", {"latent_dim": 32}, {"units": 256}),
     presets={
         "tiny": {"rollout": {"episodes": 3, "max_steps": 40}},
-        "demo": {"rollout": {"episodes": 8}, "train-vae": {"epochs": 3}, "train-mdnrnn": {"epochs": 30}},
+        "demo": {"rollout": {"episodes": 8}, "train-vae": {"epochs": 3}, "train-mdnrnn": {"epochs": 30, "batch_size": 20}},
         "paper": {"rollout": {"episodes": 10000}, "train-vae": {"epochs": 10}, "train-mdnrnn": {"sequence_length": 1000}},
     },
 )

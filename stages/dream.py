@@ -14,6 +14,7 @@ encoded history up to t - 1, decoded).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
@@ -33,7 +34,11 @@ class DreamConfig(StageConfig):
 
     temperature: float = option(1.0, "Temperature tau of the MDN-RNN's sampling (logits / tau, sigma * sqrt(tau)).")
     steps: int = option(300, "Longest dream (or compared stretch) in steps.")
-    episode: int = option(0, "Recorded episode: whose first frame starts the dream, or which episode --compare shows.")
+    episode: Optional[int] = option(
+        None,
+        "Recorded episode whose first frame starts the dream, or which --compare shows; default: the first episode "
+        "held out from the MDN-RNN's training.",
+    )
     policy: str = option("random", "Acting policy inside the dream (random = the environment's random process).", choices=RANDOM_POLICIES)
     done_threshold: float = option(0.5, "A dream ends when the predicted done probability exceeds this (models with a done head).")
     fps: float = option(20.0, "Frames per second of the output.")
@@ -44,15 +49,10 @@ class DreamConfig(StageConfig):
     def validate(self) -> None:
         if self.temperature <= 0:
             raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
-        for name in ("steps", "scale"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"'{name}' must be at least 1; got {getattr(self, name)}.")
-        if self.episode < 0:
-            raise ConfigError(f"'episode' must be 0 or more; got {self.episode}.")
-        if self.fps <= 0:
-            raise ConfigError(f"'fps' must be positive; got {self.fps}.")
-        if not 0 < self.done_threshold < 1:
-            raise ConfigError(f"'done_threshold' must be between 0 and 1; got {self.done_threshold}.")
+        self.require_at_least(1, "steps", "scale")
+        self.require_at_least(0, "episode")
+        self.require_positive("fps")
+        self.require_fraction("done_threshold")
 
 
 def default_out(config: DreamConfig) -> str:
@@ -128,6 +128,9 @@ def run(
                 check_rollouts_fit(rollouts, mdn_artifact)
         if out.exists() and not force:
             raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
+        if config.episode is None:
+            heldout = mdn_artifact.file["initial/heldout"][:]
+            config = dataclasses.replace(config, episode=int(heldout.argmax()) if heldout.any() else 0)
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
         from wm import mixture
         from wm.data.sequences import encode_actions

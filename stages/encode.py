@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from wm.config import StageConfig, config_to_json, option
-from wm.errors import ArtifactError, ConfigError, Interrupted
+from wm.errors import ArtifactError, Interrupted
 from wm.stage import Stage, StageResult, log, prepare_output
 
 STAGE_NAME = "encode"
@@ -33,8 +33,7 @@ class EncodeConfig(StageConfig):
     PRESETS = {"tiny": {"batch_size": 32}, "demo": {}, "paper": {}}
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"'batch_size' must be at least 1; got {self.batch_size}.")
+        self.require_at_least(1, "batch_size")
 
 
 def default_out(config: EncodeConfig) -> str:

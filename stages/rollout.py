@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from wm.config import StageConfig, config_to_json, option
-from wm.errors import ConfigError, Interrupted, OutputExistsError
+from wm.errors import Interrupted, OutputExistsError
 from wm.policies import RANDOM_POLICIES
 from wm.stage import Stage, StageResult
 
@@ -72,14 +72,8 @@ class RolloutConfig(StageConfig):
     def validate(self) -> None:
         from wm.envs import check_env_name
 
-        if self.episodes < 1:
-            raise ConfigError(f"'episodes' must be at least 1; got {self.episodes}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"'max_steps' must be at least 1; got {self.max_steps}.")
-        if self.workers < 1:
-            raise ConfigError(f"'workers' must be at least 1; got {self.workers}.")
-        if self.task_timeout <= 0:
-            raise ConfigError(f"'task_timeout' must be positive; got {self.task_timeout}.")
+        self.require_at_least(1, "episodes", "max_steps", "workers")
+        self.require_positive("task_timeout")
         check_env_name(self.env)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from wm.config import StageConfig, config_to_json, option
-from wm.errors import ArtifactError, ConfigError
+from wm.errors import ArtifactError
 from wm.stage import Stage, StageResult, log, prepare_output
 
 STAGE_NAME = "train-mdnrnn"
@@ -52,21 +52,16 @@ class TrainMDNRNNConfig(StageConfig):
 
     PRESETS = {
         "tiny": {"units": 16, "epochs": 2, "batch_size": 4, "sequence_length": 16, "done_head": True, "reward_head": True},
-        "demo": {"units": 512, "done_head": True, "epochs": 30},
+        "demo": {"units": 512, "done_head": True, "epochs": 30, "batch_size": 20},
         "doom-takecover": {"units": 512, "done_head": True},
         "carracing": {"units": 256},
         "paper": {"sequence_length": 1000},
     }
 
     def validate(self) -> None:
-        for name in ("units", "num_mixtures", "sequence_length", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"'{name}' must be at least 1; got {getattr(self, name)}.")
-        for name in ("learning_rate", "grad_clip", "done_weight"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"'{name}' must be positive; got {getattr(self, name)}.")
-        if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(f"'heldout_fraction' must be between 0 and 1; got {self.heldout_fraction}.")
+        self.require_at_least(1, "units", "num_mixtures", "sequence_length", "epochs", "batch_size")
+        self.require_positive("learning_rate", "grad_clip", "done_weight")
+        self.require_fraction("heldout_fraction")
 
 
 def default_out(config: TrainMDNRNNConfig) -> str:
@@ -111,8 +106,7 @@ def run(
     from wm.data.frames import split_episodes
     from wm.data.sequences import WindowReader, WindowStream
     from wm.io.artifact import commit, open_artifact, open_h5, write_root_attributes
-    from wm.io.models import write_model
-    from wm.training import Checkpoint, apply_if_finite, history_arrays, run_folders, train_epochs
+    from wm.training import apply_if_finite, start_or_resume, train_epochs, write_training_record
 
     out = Path(out)
     with open_artifact(inputs["latents"], "latents") as latents:
@@ -142,11 +136,7 @@ def run(
         )
         optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
         optimizer.build(model.trainable_variables)
-        checkpoint_folder, log_folder = run_folders(out)
-        checkpoint = Checkpoint(checkpoint_folder, fingerprint)
-        state = checkpoint.load(model, optimizer, force=force)
-        if state.epoch or state.batch:
-            log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
+        checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
 
         float_spec = lambda rank: tf.TensorSpec((None,) * rank, tf.float32)  # noqa: E731
         batch_signature = [float_spec(3), float_spec(3), float_spec(3), float_spec(2), float_spec(2), float_spec(2), float_spec(2)]
@@ -250,10 +240,7 @@ def run(
             "action_space_json": latents.attr("action_space_json"),
             "vae_fingerprint": latents.attr("vae_fingerprint"),
             "latents_fingerprint": latents.fingerprint,
-            "history_json": json.dumps(state.history),
         }
-        extra.update({f"final_{key.replace('/', '_')}": value for key, value in state.history[-1].items()
-                      if key != "epoch" and np.isscalar(value)})
 
     temporary = out.parent / f".{out.name}.tmp"
     with open_h5(temporary, "w") as f:
@@ -261,9 +248,7 @@ def run(
             f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
             fingerprint=fingerprint, extra=extra,
         )
-        write_model(f, model)
-        for key, values in history_arrays(state.history).items():
-            f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+        write_training_record(f, model, state.history)
         f.create_dataset("initial/mu", data=initial_mu)
         f.create_dataset("initial/logvar", data=initial_logvar)
         f.create_dataset("initial/heldout", data=heldout_flag)

@@ -11,7 +11,6 @@ the same command after a kill resumes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
@@ -51,17 +50,11 @@ class TrainVAEConfig(StageConfig):
     }
 
     def validate(self) -> None:
-        for name in ("latent_dim", "epochs", "batch_size", "samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"'{name}' must be at least 1; got {getattr(self, name)}.")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"'learning_rate' must be positive; got {self.learning_rate}.")
+        self.require_at_least(1, "latent_dim", "epochs", "batch_size", "samples", "batches_per_epoch")
+        self.require_positive("learning_rate")
+        self.require_fraction("heldout_fraction")
         if self.kl_tolerance < 0:
             raise ConfigError(f"'kl_tolerance' must be 0 or more; got {self.kl_tolerance}.")
-        if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(f"'heldout_fraction' must be between 0 and 1; got {self.heldout_fraction}.")
-        if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
-            raise ConfigError(f"'batches_per_epoch' must be at least 1; got {self.batches_per_epoch}.")
 
 
 def default_out(config: TrainVAEConfig) -> str:
@@ -81,9 +74,8 @@ def run(
 
     from wm.data.frames import FrameStream, episode_frame_indices, sequential_batches, split_episodes
     from wm.io.artifact import commit, mark_as_image_stack, open_artifact, open_h5, write_root_attributes
-    from wm.io.models import write_model
     from wm.io.rollouts import check_frames
-    from wm.training import Checkpoint, history_arrays, run_folders, train_epochs
+    from wm.training import start_or_resume, train_epochs, write_training_record
 
     out = Path(out)
     with open_artifact(inputs["rollouts"], "rollouts") as rollouts:
@@ -109,11 +101,7 @@ def run(
         model = build_vae(config.latent_dim)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         optimizer.build(model.trainable_variables)
-        checkpoint_folder, log_folder = run_folders(out)
-        checkpoint = Checkpoint(checkpoint_folder, fingerprint)
-        state = checkpoint.load(model, optimizer, force=force)
-        if state.epoch or state.batch:
-            log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
+        checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
 
         frame_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8)
         kl_tolerance = float(config.kl_tolerance)
@@ -160,15 +148,9 @@ def run(
         write_root_attributes(
             f, kind="vae", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
             fingerprint=fingerprint,
-            extra={
-                "latent_dim": config.latent_dim, "env_id": env_id, "rollouts_fingerprint": input_ref.fingerprint,
-                "history_json": json.dumps(state.history),
-                **{f"final_{key.replace('/', '_')}": value for key, value in state.history[-1].items() if key != "epoch"},
-            },
+            extra={"latent_dim": config.latent_dim, "env_id": env_id, "rollouts_fingerprint": input_ref.fingerprint},
         )
-        write_model(f, model)
-        for key, values in history_arrays(state.history).items():
-            f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+        write_training_record(f, model, state.history)
         for name, images in (
             ("original", originals),
             ("reconstruction", reconstructions),

@@ -49,6 +49,25 @@ class StageConfig:
     def validate(self) -> None:
         """Raise ConfigError for values that are well-typed but invalid."""
 
+    def require_at_least(self, minimum: int, *names: str) -> None:
+        """Raise ConfigError unless every named field (if set) is at least `minimum`."""
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ConfigError(f"'{name}' must be at least {minimum}; got {value}.")
+
+    def require_positive(self, *names: str) -> None:
+        """Raise ConfigError unless every named field is greater than zero."""
+        for name in names:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"'{name}' must be positive; got {getattr(self, name)}.")
+
+    def require_fraction(self, *names: str) -> None:
+        """Raise ConfigError unless every named field lies strictly between 0 and 1."""
+        for name in names:
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"'{name}' must be between 0 and 1; got {getattr(self, name)}.")
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain JSON-compatible values."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

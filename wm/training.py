@@ -122,6 +122,32 @@ class Checkpoint:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def start_or_resume(out: Path, fingerprint: str, model: Any, optimizer: Any, *, force: bool) -> tuple[Checkpoint, Path, TrainingState]:
+    """The checkpoint, log folder and state of the run writing `out`: resumed if a checkpoint of it exists."""
+    from wm.stage import log
+
+    checkpoint_folder, log_folder = run_folders(out)
+    checkpoint = Checkpoint(checkpoint_folder, fingerprint)
+    state = checkpoint.load(model, optimizer, force=force)
+    if state.epoch or state.batch:
+        log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
+    return checkpoint, log_folder, state
+
+
+def write_training_record(f: Any, model: Any, history: list[Mapping[str, Any]]) -> None:
+    """Store a trained model and its history in an open artifact: the `model` group, `history/*`
+    datasets, and the root attributes `history_json` and `final_<split>_<name>` (scalars of the last epoch)."""
+    from wm.io.models import write_model
+
+    write_model(f, model)
+    for key, values in history_arrays(history).items():
+        f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+    f.attrs["history_json"] = json.dumps(history)
+    for key, value in history[-1].items():
+        if key != "epoch" and np.isscalar(value):
+            f.attrs[f"final_{key.replace('/', '_')}"] = value
+
+
 class MetricsLog:
     """metrics.jsonl and TensorBoard scalars in the run's log folder."""
 

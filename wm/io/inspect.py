@@ -60,6 +60,14 @@ def _summary(artifact: Any) -> dict[str, Any]:
         from wm.io.rollouts import RolloutsReader
 
         return RolloutsReader(artifact).summary()
+    if artifact.kind == "latents":
+        return {"episodes": int(artifact.file["episode/start"].shape[0]), "steps": int(artifact.file["mu"].shape[0])}
+    if artifact.kind in ("vae", "mdnrnn"):
+        history = artifact.json_attr("history_json", [])
+        summary: dict[str, Any] = {"epochs": len(history)}
+        if history:
+            summary.update({key: value for key, value in history[-1].items() if key != "epoch" and isinstance(value, (int, float))})
+        return summary
     return {}
 
 
@@ -77,7 +85,10 @@ def format_description(d: dict[str, Any]) -> str:
         lines.append("  inputs: none")
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in d["system"].items() if v))
     for key, value in d["attributes"].items():
-        lines.append(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        if len(text) > 160:  # per-epoch histories: summarised below, complete in --json
+            text = text[:100] + f"... ({len(text)} characters; see --json)"
+        lines.append(f"  {key}: {text}")
     lines.append("  datasets:")
     for ds in d["datasets"]:
         compression = ds["compression"] or "none"
