@@ -4,7 +4,8 @@
    frames, batch 100) fed two ways, measured alternately in one run:
    streaming - `FrameStream` reading shuffled batches from the lzf-compressed rollouts file through
                tf.data, as `wm train-vae` does;
-   in memory - the same frames loaded into a NumPy array first, fed by tf.data from memory.
+   in memory - the same frames in the same order, loaded into a NumPy array first and sliced
+               into batches (no reading, no decompression, no tf.data).
    Target: streaming / in memory >= 0.9 (the input pipeline is not the bottleneck).
 2. Peak resident memory of the real `wm train-vae` command (same number of batches) on a rollouts
    file of about 200,000 frames against one of about 20,000. Target: large / small <= 1.2.
@@ -62,52 +63,72 @@ def throughput(path: Path, batches: int, rounds: int) -> tuple[float, float]:
     train_step = make_train_step(model, optimizer, 0.5, seed=0)
     with open_artifact(path, "rollouts") as artifact:
         obs = artifact.file["obs"]
-        rows = np.arange(min(obs.shape[0], batches * 100 * rounds))
+        rows = np.arange(min(obs.shape[0], (batches + 3) * 100 * (rounds + 1)))
         stream = FrameStream(obs, rows, batch_size=100, seed=0)
         in_memory = obs[: len(rows)]  # loaded whole: the thing `wm train-vae` never does
 
-        def memory_dataset(epoch: int):
-            order = stream.epoch_order(epoch)
-            return tf.data.Dataset.from_tensor_slices(in_memory[order]).batch(100).prefetch(4)
+        def memory_batches(epoch: int):
+            """The same order, sliced from memory: no reading, no decompression, no tf.data."""
+            ordered = in_memory[stream.epoch_order(epoch)]
+            return (ordered[begin : begin + 100] for begin in range(0, len(ordered), 100))
 
-        def timed(dataset) -> float:
+        def streaming_batches(epoch: int):
+            return iter(stream.dataset(epoch))
+
+        def timed(batches_iterator) -> float:
             started, frames = None, 0
-            for index, batch in enumerate(dataset.take(batches + 3)):
-                train_step(batch, tf.constant(index, tf.int64))["loss"].numpy()
+            for index, batch in zip(range(batches + 3), batches_iterator):
+                train_step(tf.convert_to_tensor(batch), tf.constant(index, tf.int64))["loss"].numpy()
                 if index == 2:  # the first batches pay for tracing and thread start-up
                     started = time.perf_counter()
                 elif index > 2:
                     frames += int(batch.shape[0])
             return frames / (time.perf_counter() - started)
 
+        timed(streaming_batches(rounds))  # warm-up, not counted: tracing, thread pools, the file's first reads
+        timed(memory_batches(rounds))
         streaming, memory = [], []
         for epoch in range(rounds):
-            streaming.append(timed(stream.dataset(epoch)))
-            memory.append(timed(memory_dataset(epoch)))
+            streaming.append(timed(streaming_batches(epoch)))
+            memory.append(timed(memory_batches(epoch)))
             print(f"  round {epoch + 1}: streaming {streaming[-1]:.0f} frames/s, in memory {memory[-1]:.0f} frames/s", flush=True)
     return float(np.median(streaming)), float(np.median(memory))
 
 
+# Runs `python -m wm ...` in this process and, at exit, writes its peak resident memory (VmHWM) to
+# the file named by WM_BENCH_PEAK. VmHWM belongs to the exec'd program alone; rusage's ru_maxrss
+# would also count the pages of this (large) benchmark process that the child was forked from.
+PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def report():
+    with open('/proc/self/status') as status, open(os.environ['WM_BENCH_PEAK'], 'w') as out:
+        out.write(next(line for line in status if line.startswith('VmHWM')).split()[1])
+atexit.register(report)
+sys.argv = ['wm', *sys.argv[1:]]
+runpy.run_module('wm', run_name='__main__', alter_sys=True)
+"""
+
+
 def peak_rss_mib(rollouts: Path, out: Path, batches: int) -> float:
     """Peak resident memory (MiB) of `wm train-vae` on `rollouts` for one epoch of `batches` batches."""
+    peak_file = out.with_suffix(".peak")
+    out.unlink(missing_ok=True)  # an up-to-date output would make the command return at once
     command = [
-        sys.executable, "-m", "wm", "train-vae", "--rollouts", str(rollouts), "--out", str(out), "--force",
+        sys.executable, "-c", PEAK_WRAPPER, "train-vae", "--rollouts", str(rollouts), "--out", str(out), "--force",
         "--latent-dim", "64", "--epochs", "1", "--batches-per-epoch", str(batches),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode()
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"wm train-vae failed:\n{stderr}")
-    return usage.ru_maxrss / 1024.0  # Linux reports KiB
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WM_BENCH_PEAK": str(peak_file)})
+    if result.returncode != 0:
+        raise SystemExit(f"wm train-vae failed:\n{result.stderr}")
+    return int(peak_file.read_text()) / 1024.0  # VmHWM is in KiB
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("artifacts/bench"), help="Where the rollouts files are kept.")
     parser.add_argument("--batches", type=int, default=60, help="Timed batches per round (part 1) and per run (part 2).")
-    parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds of part 1.")
+    parser.add_argument("--rounds", type=int, default=5, help="Alternating rounds of part 1 (after one warm-up round).")
     parser.add_argument("--small-frames", type=int, default=20_000)
     parser.add_argument("--large-frames", type=int, default=200_000)
     args = parser.parse_args()

@@ -213,5 +213,6 @@ STAGE = Stage(
     help="Write a GIF/MP4 of what the VAE + MDN-RNN imagine (or, with --compare, real vs reconstructed vs predicted).",
     inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts"},
     optional_inputs=("compare",),
+    input_help={"compare": "Rollouts artifact to show instead of a dream: real | VAE reconstruction | MDN-RNN prediction."},
     default_out=default_out,
 )

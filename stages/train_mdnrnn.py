@@ -22,7 +22,7 @@ from typing import Mapping
 
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ArtifactError
-from wm.stage import Stage, StageResult, log, prepare_output
+from wm.stage import Stage, StageResult, log, plural, prepare_output
 
 STAGE_NAME = "train-mdnrnn"
 STAGE_VERSION = 1
@@ -119,8 +119,8 @@ def run(
         if up_to_date:
             return StageResult(out, fingerprint, "up-to-date")
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        log(f"{int(lengths[train_episodes].sum())} training steps ({len(train_episodes)} episodes), "
-            f"{int(lengths[heldout_episodes].sum())} held out ({len(heldout_episodes)} episodes).")
+        log(f"{int(lengths[train_episodes].sum())} training steps ({plural(len(train_episodes), 'episode')}), "
+            f"{int(lengths[heldout_episodes].sum())} held out ({plural(len(heldout_episodes), 'episode')}).")
         latent_dim = int(latents.attr("latent_dim"))
 
         from wm import mixture

@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ConfigError
-from wm.stage import Stage, StageResult, log, prepare_output
+from wm.stage import Stage, StageResult, log, plural, prepare_output
 
 STAGE_NAME = "train-vae"
 STAGE_VERSION = 1
@@ -89,8 +89,8 @@ def run(
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
         train_rows = episode_frame_indices(starts, lengths, train_episodes)
         heldout_rows = episode_frame_indices(starts, lengths, heldout_episodes)
-        log(f"{len(train_rows)} training frames ({len(train_episodes)} episodes), "
-            f"{len(heldout_rows)} held out ({len(heldout_episodes)} episodes).")
+        log(f"{len(train_rows)} training frames ({plural(len(train_episodes), 'episode')}), "
+            f"{len(heldout_rows)} held out ({plural(len(heldout_episodes), 'episode')}).")
 
         from wm.losses import vae_loss
         from wm.models.vae import IMAGE_SHAPE, build_vae, make_train_step

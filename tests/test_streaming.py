@@ -19,7 +19,7 @@ def test_every_training_frame_is_visited_exactly_once_an_epoch(tmp_path):
         starts, lengths = f["episode/start"][:], f["episode/length"][:]
         train, heldout = split_episodes(len(starts), 0.2, seed=3)
         rows = episode_frame_indices(starts, lengths, train)
-        stream = FrameStream(f["obs"], rows, batch_size=7, seed=3)
+        stream = FrameStream(f["obs"], rows, batch_size=7, seed=3, pool_batches=3)
         orders = []
         for epoch in range(2):
             batches = list(stream.index_batches(epoch))
@@ -30,11 +30,16 @@ def test_every_training_frame_is_visited_exactly_once_an_epoch(tmp_path):
             frames = [batch.numpy() for batch in stream.dataset(epoch)]  # through tf.data, as training reads them
             np.testing.assert_array_equal(np.concatenate(frames), f["obs"][:][visited])
         assert not np.array_equal(orders[0], orders[1])  # reshuffled every epoch
+        chunk = f["obs"].chunks[0]
+        distinct = [len(np.unique(batch // chunk)) for batch in stream.index_batches(0)]
+        assert np.mean(distinct) >= 5  # a batch of 7 mixes frames from many chunks, not runs of neighbours
         held_rows = set(episode_frame_indices(starts, lengths, heldout).tolist())
         assert held_rows and not held_rows & set(rows.tolist())
-        # Resuming at batch 2 yields exactly the rest of the epoch.
-        resumed = np.concatenate(list(stream.index_batches(1, start=2)))
-        np.testing.assert_array_equal(resumed, np.concatenate(list(stream.index_batches(1)))[2 * 7 :])
+        # Resuming at batch 2 yields exactly the rest of the epoch, frames included.
+        for start in (2, 4):  # inside the first pool of 3 batches, and inside the second
+            resumed = np.concatenate(list(stream.index_batches(1, start=start)))
+            np.testing.assert_array_equal(resumed, orders[1][start * 7 :])
+            np.testing.assert_array_equal(np.concatenate(list(stream.numpy_batches(1, start=start))), f["obs"][:][resumed])
 
 
 def test_read_rows_equals_fancy_indexing(tmp_path):

@@ -252,3 +252,19 @@ def test_run_chains_the_stages_and_skips_up_to_date_ones(tmp_path):
     second = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--set", "train-mdnrnn.units=32")
     assert second.returncode == 0, second.stderr
     assert {step["status"] for step in json.loads((folder / "manifest.json").read_text())["steps"].values()} == {"up-to-date"}
+
+
+def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(chain, tmp_path):
+    out = tmp_path / "vae.h5"
+    result = run_wm(
+        "train-vae", "--rollouts", str(chain["rollouts"]), "--preset", "tiny", "--learning-rate", "1e10",
+        "--set", "checkpoint_seconds=0", "--out", str(out),
+    )
+    assert result.returncode == 1
+    message = error_line(result)
+    assert "became NaN or infinite" in message and "last good checkpoint is kept" in message
+    assert not out.exists()
+    checkpoint = tmp_path / "vae.ckpt" / "checkpoint.h5"
+    with h5py.File(checkpoint) as f:
+        assert json.loads(f.attrs["state_json"])["step"] >= 1
+        assert all(np.isfinite(f["model"][name][()]).all() for name in f["model"])

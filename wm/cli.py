@@ -86,7 +86,7 @@ def _stage_command(stage: Any) -> click.Command:
         params.append(
             click.Option(
                 [f"--{name.replace('_', '-')}", name], required=not optional, type=click.Path(),
-                help=f"Input {kind} artifact" + (" (optional)." if optional else "."),
+                help=stage.input_help.get(name, f"Input {kind} artifact."),
             )
         )
     for field in fields:
@@ -100,7 +100,10 @@ def _stage_command(stage: Any) -> click.Command:
         )
     presets = ", ".join(config_class.PRESETS) or "none"
     params += [
-        click.Option(["--out", "out"], type=click.Path(), default=None, help="Output artifact path (.h5)."),
+        click.Option(
+            ["--out", "out"], type=click.Path(), default=None,
+            help="Output file (.gif or .mp4)." if stage.output_kind == "media" else "Output artifact path (.h5).",
+        ),
         click.Option(["--seed", "seed"], type=int, default=0, show_default=True, help="Random seed of the run."),
         click.Option(["--preset", "preset"], default=None, help=f"Named settings: {presets}."),
         click.Option(["--config", "config_path"], type=click.Path(), default=None, help="YAML or TOML file of config overrides."),

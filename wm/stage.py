@@ -39,6 +39,12 @@ class Stage:
     inputs: Mapping[str, str] = field(default_factory=dict)  # input name -> artifact kind
     default_out: Callable[[Any], str] | None = None
     optional_inputs: tuple[str, ...] = ()  # inputs that may be left out (passed as None)
+    input_help: Mapping[str, str] = field(default_factory=dict)  # --help text of an input, if not "Input KIND artifact."
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 episode', '3 episodes'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def log(message: str) -> None:

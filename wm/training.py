@@ -240,7 +240,7 @@ def train_epochs(
                     raise TrainingDiverged(
                         f"{name}: {', '.join(bad)} became NaN or infinite at epoch {epoch + 1}, batch {state.batch + 1}; "
                         f"training stopped and the last good checkpoint is kept in {checkpoint.folder} "
-                        "(lower the learning rate, or check the input data)."
+                        "(check the input data, or lower the learning rate and start over with --force)."
                     )
                 for key, value in values.items():  # scalars, or vectors such as a loss per latent dimension
                     state.sums[key] = (np.asarray(state.sums.get(key, 0.0)) + value).tolist()
