@@ -52,7 +52,7 @@ def run(
     import numpy as np
 
     from wm.data.frames import sequential_batches
-    from wm.io.artifact import commit, open_artifact, open_h5, write_root_attributes
+    from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
     from wm.io.models import read_model
     from wm.io.rollouts import check_frames, chunk_rows, compression_options
     from wm.progress import Progress
@@ -80,9 +80,8 @@ def run(
 
         source = rollouts.file
         steps = source["reward"].shape[0]
-        temporary = out.parent / f".{out.name}.tmp"
         try:
-            with open_h5(temporary, "w") as f:
+            with writing_artifact(out) as f:
                 write_root_attributes(
                     f, kind="latents", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=refs,
                     fingerprint=fingerprint,
@@ -127,13 +126,8 @@ def run(
                         progress.update(n)
                 finally:
                     progress.close()
-            commit(temporary, out)
         except KeyboardInterrupt:
-            temporary.unlink(missing_ok=True)
             raise Interrupted(f"Interrupted: {out} was not written; run the same command again.") from None
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
     log(f"Wrote {out}: mu and logvar ({latent_dim} dimensions) for {steps} frames.")
     return StageResult(out, fingerprint, "written")
 

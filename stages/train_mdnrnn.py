@@ -105,7 +105,7 @@ def run(
 
     from wm.data.frames import split_episodes
     from wm.data.sequences import WindowReader, WindowStream
-    from wm.io.artifact import commit, open_artifact, open_h5, write_root_attributes
+    from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
     from wm.training import apply_if_finite, start_or_resume, train_epochs, write_training_record
 
     out = Path(out)
@@ -123,7 +123,6 @@ def run(
             f"{int(lengths[heldout_episodes].sum())} held out ({plural(len(heldout_episodes), 'episode')}).")
         latent_dim = int(latents.attr("latent_dim"))
 
-        from wm import mixture
         from wm.losses import done_loss, masked_mean, mixture_nll, precision_recall, roc_auc
         from wm.models.mdnrnn import build_mdnrnn
         from wm.tfsetup import keras, tensorflow
@@ -167,10 +166,7 @@ def run(
         @tf.function(input_signature=batch_signature, jit_compile=False)
         def evaluate_step(mu, logvar, action, reward, done, valid, has_next):
             values, heads, z = losses(mu, logvar, action, reward, done, valid, has_next, tf.constant([seed, -1], tf.int64))
-            nll_sum = -tf.reduce_sum(
-                mixture.log_prob(z[:, 1:], heads["logits"], heads["mu"], heads["log_sigma"])
-                * has_next[..., None], axis=[0, 1]
-            )
+            nll_sum = values["nll_per_dimension"] * tf.reduce_sum(has_next)  # [latent], summed over transitions
             delta_squares = tf.reduce_sum(tf.square(z[:, 1:] - z[:, :-1]) * has_next[..., None], axis=[0, 1])
             done_probability = tf.sigmoid(heads["done_logit"]) if config.done_head else tf.zeros_like(done)
             reward_error = tf.reduce_sum(tf.square(heads["reward"] - reward) * valid) if config.reward_head else tf.constant(0.0)
@@ -229,7 +225,7 @@ def run(
             log_folder=log_folder, checkpoint_seconds=config.checkpoint_seconds, unit="steps",
         )
         starts = latents.file["episode/start"][:]
-        initial_mu = latents.file["mu"][starts.tolist()] if len(starts) else np.zeros((0, latent_dim), np.float32)
+        initial_mu = latents.file["mu"][starts.tolist()]
         initial_logvar = latents.file["logvar"][starts.tolist()]
         heldout_flag = np.isin(np.arange(len(starts)), heldout_episodes)
         extra = {
@@ -242,8 +238,7 @@ def run(
             "latents_fingerprint": latents.fingerprint,
         }
 
-    temporary = out.parent / f".{out.name}.tmp"
-    with open_h5(temporary, "w") as f:
+    with writing_artifact(out) as f:
         write_root_attributes(
             f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
             fingerprint=fingerprint, extra=extra,
@@ -252,7 +247,6 @@ def run(
         f.create_dataset("initial/mu", data=initial_mu)
         f.create_dataset("initial/logvar", data=initial_logvar)
         f.create_dataset("initial/heldout", data=heldout_flag)
-    commit(temporary, out)
     checkpoint.remove()
     final = state.history[-1]
     message = (f"Wrote {out}: held-out NLL {final['heldout/nll']:.3f} per latent dimension "

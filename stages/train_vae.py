@@ -20,7 +20,7 @@ from wm.errors import ConfigError
 from wm.stage import Stage, StageResult, log, plural, prepare_output
 
 STAGE_NAME = "train-vae"
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: frames shuffled by pools of chunk groups
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def run(
     import numpy as np
 
     from wm.data.frames import FrameStream, episode_frame_indices, sequential_batches, split_episodes
-    from wm.io.artifact import commit, mark_as_image_stack, open_artifact, open_h5, write_root_attributes
+    from wm.io.artifact import mark_as_image_stack, open_artifact, write_root_attributes, writing_artifact
     from wm.io.rollouts import check_frames
     from wm.training import start_or_resume, train_epochs, write_training_record
 
@@ -143,8 +143,7 @@ def run(
         reconstructions = np.clip(np.round(model(tf.cast(originals, tf.float32) / 255.0)[0].numpy() * 255.0), 0, 255).astype(np.uint8)
         env_id = rollouts.attr("env_id")
 
-    temporary = out.parent / f".{out.name}.tmp"
-    with open_h5(temporary, "w") as f:
+    with writing_artifact(out) as f:
         write_root_attributes(
             f, kind="vae", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
             fingerprint=fingerprint,
@@ -158,7 +157,6 @@ def run(
         ):
             mark_as_image_stack(f.create_dataset(f"samples/{name}", data=images))
         f.create_dataset("samples/rows", data=sample_rows)
-    commit(temporary, out)
     checkpoint.remove()
     final = state.history[-1]
     log(f"Wrote {out}: held-out reconstruction error {final['heldout/reconstruction']:.2f} (summed squared error "

@@ -8,6 +8,7 @@ read through `open_artifact`, which turns every way a file can be wrong into one
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fcntl
 import hashlib
@@ -18,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -145,6 +146,22 @@ def commit(temporary: Path, final: Path) -> None:
     with open(temporary, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, final)
+
+
+@contextlib.contextmanager
+def writing_artifact(out: Path) -> Iterator[h5py.File]:
+    """An HDF5 file to fill, written as `.<name>.tmp` beside `out` and moved into place on success.
+
+    On any error or interruption the temporary file is deleted, and `out` is left as it was.
+    """
+    temporary = Path(out).parent / f".{Path(out).name}.tmp"
+    try:
+        with open_h5(temporary, "w") as f:
+            yield f
+        commit(temporary, Path(out))
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def ensure_writable_folder(out: Path) -> None:
