@@ -181,9 +181,13 @@ def plot_history(history: list[Mapping[str, float]], path: Path, title: str) -> 
     names = sorted({key.split("/", 1)[1] for row in history for key, value in row.items() if "/" in key and np.isscalar(value)})
     if not names:
         return
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat[len(names) :]:
+        axis.set_visible(False)
     epochs = [row["epoch"] for row in history]
-    for axis, name in zip(axes[0], names):
+    for axis, name in zip(axes.flat, names):
         for split in ("train", "heldout"):
             values = [row.get(f"{split}/{name}", np.nan) for row in history]
             if np.isfinite(values).any():

@@ -53,8 +53,8 @@ class FrameStream:
     Order of an epoch: the training frames are grouped by the HDF5 chunk that holds them, the
     groups are permuted, and the result is cut into pools of `pool_batches` batches, each pool
     permuted again frame by frame. A pool is read in one pass (each chunk decompressed once,
-    instead of once per frame wanted), and a batch still draws its frames from hundreds of
-    chunks spread over the whole file. Memory: one pool of frames (16 x 100 frames, 20 MB).
+    instead of once per frame wanted), and a batch still draws its frames from the many chunks of
+    its pool, picked at random across the file. Memory: one pool of frames (16 x 100 frames, 20 MB).
     """
 
     def __init__(self, obs: h5py.Dataset, rows: np.ndarray, batch_size: int, seed: int, pool_batches: int = 16):
