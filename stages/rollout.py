@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import Interrupted, OutputExistsError
@@ -109,6 +109,19 @@ def _open_partial(partial: Path, fingerprint: str, *, force: bool) -> bool:
     )
 
 
+def _verify_resumed(writer: Any, partial: Path) -> None:
+    """Read the kept episodes back before appending to them (a kill can damage the last ones)."""
+    from wm.progress import Progress
+
+    check = Progress(writer.episodes, description="checking kept episodes", unit="ep")
+    try:
+        dropped = writer.verify(on_episode=check.update)
+    finally:
+        check.close()
+    if dropped:
+        _log(f"{dropped} kept episode(s) at the end of {partial} were damaged when the run was stopped; they are recorded again.")
+
+
 def run(
     config: RolloutConfig,
     *,
@@ -172,6 +185,7 @@ def run(
             image_obs=is_image_space(observation_space),
         )
         if writer.episodes:
+            _verify_resumed(writer, partial)
             _log(f"Resuming from {partial}: {writer.episodes} of {config.episodes} episodes already done.")
         tasks = [
             EpisodeTask(config.env, int(config.max_steps), PolicySpec(config.policy), seed, index, dict(config.env_kwargs))

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import rollout
 from wm.errors import ArtifactError, OutputExistsError, UsageError
 from wm.io.artifact import ROOT_ATTRIBUTES, check_output, compute_fingerprint, open_artifact
-from wm.io.rollouts import COMMITTED_EPISODES, Episode, RolloutsReader, RolloutsWriter, chunk_rows
+from wm.io.rollouts import CHECKSUM, COMMITTED_EPISODES, Episode, RolloutsReader, RolloutsWriter, chunk_rows
 from wm.io.schema import SCHEMAS
 
 
@@ -137,3 +137,61 @@ def test_reader_returns_episodes_and_summary(tmp_path):
         returns = np.array([e.total_return for e in episodes])
         assert summary["episodes"] == 4 and summary["return_mean"] == pytest.approx(returns.mean())
         assert summary["return_max"] == pytest.approx(returns.max())
+
+
+def _damage_chunk(path, dataset: str, row: int, *, in_place_value: int | None = None) -> None:
+    """Overwrite the stored bytes of the chunk holding `row`: garbage, or a constant for uncompressed data."""
+    with h5py.File(path, "r") as f:
+        dset = f[dataset]
+        info = dset.id.get_chunk_info_by_coord((row - row % dset.chunks[0],) + (0,) * (dset.ndim - 1))
+        offset, size = info.byte_offset, info.size
+    with open(path, "r+b") as raw:
+        raw.seek(offset)
+        if in_place_value is None:
+            raw.write(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+        else:
+            raw.write(bytes([in_place_value]) * size)
+
+
+@pytest.mark.parametrize("damage", ["undecodable chunk", "extent past the commit over a damaged edge chunk", "silently changed rows"])
+def test_resume_drops_episodes_a_kill_damaged_and_records_them_again(tmp_path, damage):
+    path = tmp_path / "p.h5"
+    compression = "none" if damage == "silently changed rows" else "lzf"
+    settings = dict(obs_shape=(64, 64, 3), obs_dtype=np.dtype(np.uint8), action_shape=(), action_dtype=np.dtype(np.int64), compression=compression, image_obs=True)
+    episodes = [_episode(0, 5), _episode(1, 6), _episode(2, 7)]  # rows 0-4, 5-10, 11-17; obs chunks of 4 rows
+    with h5py.File(path, "w") as f:
+        writer = RolloutsWriter(f, **settings)
+        for episode in episodes:
+            writer.append(episode)
+        assert f["obs"].chunks[0] == 4
+        if damage == "extent past the commit over a damaged edge chunk":
+            f["obs"].resize(25, axis=0)  # killed while appending episode 3
+            f["obs"][18:] = 9
+    if damage == "undecodable chunk":
+        _damage_chunk(path, "obs", 13)
+    elif damage == "extent past the commit over a damaged edge chunk":
+        _damage_chunk(path, "obs", 17)
+    else:
+        _damage_chunk(path, "obs", 13, in_place_value=200)
+    with h5py.File(path, "a") as f:
+        writer = RolloutsWriter(f, **settings)
+        assert writer.verify() == 1  # episode 2 (rows 11-17) is damaged, episodes 0 and 1 are intact
+        assert (writer.episodes, writer.steps) == (2, 11)
+        writer.append(episodes[2])
+        writer.finish()
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["obs"][:], np.concatenate([e.obs for e in episodes]))
+        assert f["episode/length"][:].tolist() == [5, 6, 7] and CHECKSUM not in f
+
+
+def test_verify_keeps_intact_episodes(tmp_path):
+    path = tmp_path / "p.h5"
+    settings = dict(obs_shape=(64, 64, 3), obs_dtype=np.dtype(np.uint8), action_shape=(), action_dtype=np.dtype(np.int64), compression="lzf", image_obs=True)
+    with h5py.File(path, "w") as f:
+        writer = RolloutsWriter(f, **settings)
+        for index, length in enumerate((5, 6, 7)):
+            writer.append(_episode(index, length))
+    with h5py.File(path, "a") as f:
+        checked = []
+        assert RolloutsWriter(f, **settings).verify(on_episode=lambda: checked.append(1)) == 0
+        assert len(checked) == 3 and f.attrs[COMMITTED_EPISODES] == 3

@@ -38,6 +38,17 @@ def test_a_hung_worker_is_reported_instead_of_waited_for():
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.timeout(60)
+def test_a_worker_killed_while_sending_its_result_does_not_hang_the_run():
+    # The pool's own manager thread then waits forever for the rest of the message; stopping the
+    # pool must still return (it used to hang in shutdown, after Ctrl-C or an error mid-run).
+    started = time.monotonic()
+    with make_executor("process", 1, task_timeout=2, retries=0) as executor:
+        with pytest.raises(WorkerError, match="No task finished in 2 s"):
+            list(executor.map_ordered(workers.die_while_sending_result, range(1)))
+    assert time.monotonic() - started < 30
+
+
 def test_task_errors_are_reported_and_user_errors_pass_through():
     with make_executor("process", 1) as executor:
         with pytest.raises(WorkerError, match="Task 0 failed in a worker: ValueError: bad task 0"):

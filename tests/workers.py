@@ -38,3 +38,14 @@ def fail(x: int) -> int:
 
 def user_error(x: int) -> int:
     raise UsageError("the user's mistake")
+
+
+def die_while_sending_result(x: int) -> int:
+    """Writes the start of a result message to the pool's result pipe, then dies (a kill mid-send)."""
+    import gc
+    import struct
+    from multiprocessing.queues import SimpleQueue
+
+    result_queue = next(obj for obj in gc.get_objects() if isinstance(obj, SimpleQueue))
+    os.write(result_queue._writer.fileno(), struct.pack("!i", 1 << 20) + b"only the first bytes")
+    os._exit(9)

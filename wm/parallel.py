@@ -177,7 +177,24 @@ class ProcessExecutor(Executor):
                 process.join(WORKER_STOP_SECONDS)
                 if process.is_alive():
                     process.kill()
+                    process.join()
+            _unblock_result_reader(pool)
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _unblock_result_reader(pool: futures_module.ProcessPoolExecutor) -> None:
+    """Let the pool's manager thread finish after its workers were killed.
+
+    A worker stopped while it was writing a result (a large episode goes out in several writes)
+    leaves half a message in the result pipe. The pool's manager thread then waits for the rest
+    forever, and `shutdown` waits for that thread: the run would hang instead of exiting. Once
+    every worker is dead, this process holds the only write end of that pipe; closing it turns
+    the endless wait into end-of-file, which the manager thread treats as a broken pool.
+    """
+    result_queue = getattr(pool, "_result_queue", None)
+    writer = getattr(result_queue, "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 RAY_CONNECT_TIMEOUT_SECONDS = 5.0

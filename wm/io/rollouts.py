@@ -10,11 +10,17 @@ The observation after an episode's last action is not stored (ViZDoom returns an
 there). Episodes are appended as they finish to a partial file next to the output; each append is
 flushed and then committed by two root attributes, so a run killed at any moment resumes from the
 last committed episode, and anything written past it is cut off on reopening.
+
+HDF5 does not journal: a kill in the middle of an append can also damage the compressed chunk that
+the append shared with committed episodes. So each committed episode carries a CRC-32 of its
+rows (`partial_checksum`, dropped when the file is complete), and a resumed run reads every
+committed episode back and keeps only those before the first one that fails to read or to match.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +33,8 @@ from wm.io.artifact import Artifact, mark_as_image_stack
 
 COMMITTED_EPISODES = "partial_committed_episodes"
 COMMITTED_STEPS = "partial_committed_steps"
+CHECKSUM = "partial_checksum"
+STEP_DATASETS = ("obs", "action", "reward", "terminated", "truncated")
 
 # Chunks of about 64 KiB: a random frame costs one small chunk read, a 50-step window a handful.
 TARGET_CHUNK_BYTES = 64 * 1024
@@ -96,6 +104,7 @@ class RolloutsWriter:
                 self._create(name, (), np.dtype(dtype), options)
             for name, dtype in (("start", np.int64), ("length", np.int64), ("seed", np.int64), ("return", np.float64)):
                 self._create(f"episode/{name}", (), np.dtype(dtype), {})
+            self._create(CHECKSUM, (), np.dtype(np.uint32), {})
             f.attrs[COMMITTED_EPISODES] = 0
             f.attrs[COMMITTED_STEPS] = 0
             f.flush()
@@ -125,23 +134,71 @@ class RolloutsWriter:
     def _truncate_to_commit(self) -> None:
         """Cut off anything written after the last commit (a run killed mid-append)."""
         steps, episodes = self.steps, self.episodes
-        for name in ("obs", "action", "reward", "terminated", "truncated"):
-            self.f[name].resize(steps, axis=0)
+        for name in STEP_DATASETS:
+            dataset = self.f[name]
+            try:
+                dataset.resize(steps, axis=0)
+            except (OSError, RuntimeError):  # h5py raises either for a chunk that fails to decompress
+                # Shrinking rewrites the chunk that now ends the dataset, so it fails when that chunk
+                # was damaged. Cutting at the chunk's first row drops it without reading it; the
+                # episodes it held then fail `verify` and are recorded again.
+                dataset.resize(steps - steps % dataset.chunks[0], axis=0)
         for name in ("start", "length", "seed", "return"):
             self.f[f"episode/{name}"].resize(episodes, axis=0)
+        if CHECKSUM in self.f:
+            self.f[CHECKSUM].resize(episodes, axis=0)
+
+    def verify(self, on_episode: Any = None) -> int:
+        """Read every committed episode back; uncommit those from the first damaged one on.
+
+        Returns how many episodes were uncommitted (they are recorded again). `on_episode` is
+        called after each episode read (for a progress bar). Files without checksums (written
+        before they existed) are only checked for readability.
+        """
+        committed = self.episodes
+        checksums = self.f[CHECKSUM][:] if CHECKSUM in self.f else None
+        good = 0
+        try:
+            starts, lengths = self.f["episode/start"][:committed], self.f["episode/length"][:committed]
+            readable_rows = min(self.f[name].shape[0] for name in STEP_DATASETS)
+            for index in range(committed):
+                rows = slice(int(starts[index]), int(starts[index] + lengths[index]))
+                if rows.stop > readable_rows:
+                    break
+                arrays = [self.f[name][rows] for name in STEP_DATASETS]
+                if checksums is not None and episode_checksum(arrays) != int(checksums[index]):
+                    break
+                good = index + 1
+                if on_episode is not None:
+                    on_episode()
+        except (OSError, RuntimeError, ValueError):  # a chunk that no longer decompresses
+            pass
+        if good < committed:
+            steps = int(self.f["episode/start"][good]) if good else 0
+            self.f.attrs[COMMITTED_STEPS] = steps
+            self.f.attrs[COMMITTED_EPISODES] = good
+            self._truncate_to_commit()
+            self.f.flush()
+        return committed - good
 
     def append(self, episode: Episode) -> None:
         """Write one episode, flush, then commit it."""
         if episode.index != self.episodes:
             raise RuntimeError(f"episode {episode.index} arrived while episode {self.episodes} was expected")
         start, length = self.steps, episode.length
-        for name in ("obs", "action", "reward", "terminated", "truncated"):
+        stored = []
+        for name in STEP_DATASETS:
             dataset = self.f[name]
+            values = np.ascontiguousarray(getattr(episode, name), dtype=dataset.dtype)
             dataset.resize(start + length, axis=0)
-            dataset[start:] = getattr(episode, name)
+            dataset[start:] = values
+            stored.append(values)
         row = {"start": start, "length": length, "seed": episode.seed, "return": episode.total_return}
-        for name, value in row.items():
-            dataset = self.f[f"episode/{name}"]
+        row_datasets: dict[str, Any] = {f"episode/{key}": value for key, value in row.items()}
+        if CHECKSUM in self.f:
+            row_datasets[CHECKSUM] = episode_checksum(stored)
+        for name, value in row_datasets.items():
+            dataset = self.f[name]
             dataset.resize(episode.index + 1, axis=0)
             dataset[episode.index] = value
         self.f.flush()
@@ -153,6 +210,16 @@ class RolloutsWriter:
         """Drop the commit counters: the file is complete."""
         del self.f.attrs[COMMITTED_EPISODES]
         del self.f.attrs[COMMITTED_STEPS]
+        if CHECKSUM in self.f:
+            del self.f[CHECKSUM]
+
+
+def episode_checksum(arrays: list[np.ndarray]) -> int:
+    """CRC-32 of an episode's step arrays (in STEP_DATASETS order, as stored)."""
+    crc = 0
+    for array in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(array).data, crc)
+    return crc
 
 
 class RolloutsReader:
