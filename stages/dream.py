@@ -89,11 +89,10 @@ def _labelled_columns(columns: list, labels: list[str], scale: int):
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from wm.media import upscale
+    from wm.media import side_by_side, upscale
 
     columns = [upscale(c, scale) for c in columns]
-    gap = np.full((*columns[0].shape[:3], 2)[:3] + (3,), 255, np.uint8)[:, :, :2]
-    body = np.concatenate(sum(([c, gap] for c in columns), [])[:-1], axis=2)
+    body = side_by_side(columns)
     header = Image.new("RGB", (body.shape[2], 14), "white")
     draw = ImageDraw.Draw(header)
     width = columns[0].shape[2] + 2
@@ -135,7 +134,7 @@ def run(
         from wm import mixture
         from wm.data.sequences import encode_actions
         from wm.models.mdnrnn import build_mdnrnn
-        from wm.models.vae import build_vae
+        from wm.models.vae import build_vae, frames_to_input, output_to_frames
         from wm.tfsetup import tensorflow
 
         tf = tensorflow()
@@ -146,7 +145,7 @@ def run(
 
         def decode(z: np.ndarray) -> np.ndarray:
             images = [vae.decode(tf.constant(z[i : i + 256])).numpy() for i in range(0, len(z), 256)]
-            return np.clip(np.round(np.concatenate(images) * 255.0), 0, 255).astype(np.uint8)
+            return output_to_frames(np.concatenate(images))
 
         if compare is None:
             frames, ended = _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf)
@@ -163,7 +162,7 @@ def run(
                 episode = reader.episode(config.episode)
             steps = min(config.steps, episode.length)
             real = episode.obs[:steps]
-            mu, _ = vae.encode(tf.cast(real, tf.float32) / 255.0)
+            mu, _ = vae.encode(frames_to_input(real))
             actions = encode_actions(episode.action[:steps], action_dim, discrete)
             heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
             predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))

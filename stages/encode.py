@@ -67,7 +67,7 @@ def run(
         if up_to_date:
             return StageResult(out, fingerprint, "up-to-date")
         log(f"wm {STAGE_NAME}, config: {config_to_json(config)}")
-        from wm.models.vae import build_vae
+        from wm.models.vae import build_vae, frames_to_input
         from wm.tfsetup import tensorflow
 
         tf = tensorflow()
@@ -76,7 +76,7 @@ def run(
 
         @tf.function(input_signature=[tf.TensorSpec((None, 64, 64, 3), tf.uint8)], jit_compile=False)
         def encode(frames):
-            return vae.encode(tf.cast(frames, tf.float32) / 255.0)
+            return vae.encode(frames_to_input(frames))
 
         source = rollouts.file
         steps = source["reward"].shape[0]

@@ -134,7 +134,6 @@ def run(
             reward_head=config.reward_head, done_head=config.done_head,
         )
         optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
-        optimizer.build(model.trainable_variables)
         checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
 
         float_spec = lambda rank: tf.TensorSpec((None,) * rank, tf.float32)  # noqa: E731

@@ -93,14 +93,14 @@ def run(
             f"{len(heldout_rows)} held out ({plural(len(heldout_episodes), 'episode')}).")
 
         from wm.losses import vae_loss
-        from wm.models.vae import IMAGE_SHAPE, build_vae, make_train_step
+        from wm.media import side_by_side
+        from wm.models.vae import IMAGE_SHAPE, build_vae, frames_to_input, make_train_step, output_to_frames
         from wm.tfsetup import keras, tensorflow
 
         tf, keras = tensorflow(), keras()
         keras.utils.set_random_seed(seed)
         model = build_vae(config.latent_dim)
         optimizer = keras.optimizers.Adam(config.learning_rate)
-        optimizer.build(model.trainable_variables)
         checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
 
         frame_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8)
@@ -109,7 +109,7 @@ def run(
 
         @tf.function(input_signature=[frame_spec], jit_compile=False)
         def evaluate_step(frames):
-            x = tf.cast(frames, tf.float32) / 255.0
+            x = frames_to_input(frames)
             reconstruction, mu, logvar, _ = model(x)  # z = mu: the deterministic reconstruction
             return vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
 
@@ -140,7 +140,7 @@ def run(
         # Held-out originals next to their reconstructions, spread over the held-out episodes.
         sample_rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(config.samples, len(heldout_rows))).astype(int)])
         originals = obs[sample_rows]
-        reconstructions = np.clip(np.round(model(tf.cast(originals, tf.float32) / 255.0)[0].numpy() * 255.0), 0, 255).astype(np.uint8)
+        reconstructions = output_to_frames(model(frames_to_input(originals))[0])
         env_id = rollouts.attr("env_id")
 
     with writing_artifact(out) as f:
@@ -153,7 +153,7 @@ def run(
         for name, images in (
             ("original", originals),
             ("reconstruction", reconstructions),
-            ("comparison", np.concatenate([originals, np.full_like(originals[:, :, :2], 255), reconstructions], axis=2)),
+            ("comparison", side_by_side([originals, reconstructions])),
         ):
             mark_as_image_stack(f.create_dataset(f"samples/{name}", data=images))
         f.create_dataset("samples/rows", data=sample_rows)

@@ -23,6 +23,13 @@ def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     return frames if scale == 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
+def side_by_side(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    """Frame stacks [T, H, W_i, 3] uint8 placed left to right, `gap` white pixels apart."""
+    white = np.full((*columns[0].shape[:2], gap, 3), 255, np.uint8)
+    parts = [part for column in columns for part in (white, column)][1:]
+    return np.concatenate(parts, axis=2)
+
+
 def write_video(frames: np.ndarray, out: Path, fps: float) -> None:
     """Write [T, H, W, 3] uint8 frames to `out` (.gif or .mp4) via a temporary file in the same folder."""
     check_media_path(out)

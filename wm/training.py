@@ -123,9 +123,13 @@ class Checkpoint:
 
 
 def start_or_resume(out: Path, fingerprint: str, model: Any, optimizer: Any, *, force: bool) -> tuple[Checkpoint, Path, TrainingState]:
-    """The checkpoint, log folder and state of the run writing `out`: resumed if a checkpoint of it exists."""
+    """The checkpoint, log folder and state of the run writing `out`: resumed if a checkpoint of it exists.
+
+    Builds the optimizer first, so that its slot variables exist to be restored.
+    """
     from wm.stage import log
 
+    optimizer.build(model.trainable_variables)
     checkpoint_folder, log_folder = run_folders(out)
     checkpoint = Checkpoint(checkpoint_folder, fingerprint)
     state = checkpoint.load(model, optimizer, force=force)

@@ -13,12 +13,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from wm.tfsetup import keras, tensorflow
 
 tf = tensorflow()
 keras = keras()
 
 IMAGE_SHAPE = (64, 64, 3)
+
+
+def frames_to_input(frames: Any) -> Any:
+    """uint8 frames [batch, 64, 64, 3] as the VAE's input x, float32 in [0, 1]."""
+    return tf.cast(frames, tf.float32) / 255.0
+
+
+def output_to_frames(images: Any) -> Any:
+    """Decoder output in [0, 1] (a tensor or array) as uint8 frames, rounded to the nearest level."""
+    return np.clip(np.round(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
 @keras.saving.register_keras_serializable(package="wm")
@@ -92,7 +104,7 @@ def make_train_step(model: ConvVAE, optimizer: Any, kl_tolerance: float, seed: i
 
     @tf.function(input_signature=signature, jit_compile=False)
     def train_step(frames: Any, step: Any) -> dict[str, Any]:
-        x = tf.cast(frames, tf.float32) / 255.0  # [batch, 64, 64, 3]
+        x = frames_to_input(frames)  # [batch, 64, 64, 3]
         noise_seed = tf.stack([tf.constant(seed, tf.int64), step])
         noise = tf.random.stateless_normal((tf.shape(x)[0], model.latent_dim), seed=noise_seed)
         with tf.GradientTape() as tape:
