@@ -59,15 +59,6 @@ def default_out(config: DreamConfig) -> str:
     return "artifacts/dream.gif"
 
 
-def check_pair(vae, mdnrnn) -> None:
-    """Raise ArtifactError unless the MDN-RNN was trained on latents made by this VAE."""
-    if mdnrnn.attr("vae_fingerprint") != vae.fingerprint:
-        raise ArtifactError(
-            f"{mdnrnn.path} was trained on latents made by another VAE (fingerprint {mdnrnn.attr('vae_fingerprint')}) "
-            f"than {vae.path} ({vae.fingerprint}); give the VAE whose latents it learned."
-        )
-
-
 def check_rollouts_fit(rollouts, mdnrnn) -> None:
     """Raise ArtifactError unless a rollouts file comes from the MDN-RNN's environment and action space."""
     from wm.io.rollouts import check_frames
@@ -84,24 +75,6 @@ def check_rollouts_fit(rollouts, mdnrnn) -> None:
         )
 
 
-def _labelled_columns(columns: list, labels: list[str], scale: int):
-    """Frames side by side [T, header + 64*scale, n * (64*scale + 2), 3] with a caption over each column."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from wm.media import side_by_side, upscale
-
-    columns = [upscale(c, scale) for c in columns]
-    body = side_by_side(columns)
-    header = Image.new("RGB", (body.shape[2], 14), "white")
-    draw = ImageDraw.Draw(header)
-    width = columns[0].shape[2] + 2
-    for i, label in enumerate(labels):
-        draw.text((i * width + 3, 1), label, fill="black")
-    header_array = np.broadcast_to(np.asarray(header), (len(body), *np.asarray(header).shape))
-    return np.concatenate([header_array, body], axis=1)
-
-
 def run(
     config: DreamConfig,
     *,
@@ -115,12 +88,14 @@ def run(
 
     from wm.io.artifact import open_artifact
     from wm.io.models import read_model
-    from wm.media import check_media_path, upscale, write_video
+    from wm.media import check_media_path, labelled_columns, upscale, write_video
 
     out = Path(out)
     check_media_path(out)
     compare = inputs.get("compare")
     with open_artifact(inputs["vae"], "vae") as vae_artifact, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdn_artifact:
+        from wm.dream.world import check_pair
+
         check_pair(vae_artifact, mdn_artifact)
         if compare is not None:
             with open_artifact(compare, "rollouts") as rollouts:
@@ -167,7 +142,7 @@ def run(
             heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
             predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))
             prediction_frames = np.concatenate([np.full((1, 64, 64, 3), 128, np.uint8), decode(predicted.numpy()[:-1])])
-            video = _labelled_columns([real, decode(mu.numpy()), prediction_frames], ["real", "VAE", "MDN-RNN"], config.scale)
+            video = labelled_columns([real, decode(mu.numpy()), prediction_frames], ["real", "VAE", "MDN-RNN"], config.scale)
             what = f"{steps} steps of episode {config.episode} of {compare}: real | VAE reconstruction | MDN-RNN one-step prediction"
     write_video(video, out, config.fps)
     log(f"Wrote {out}: {what}.")

@@ -51,3 +51,27 @@ def rollout(tmp_path: Path, name: str = "r.h5", seed: int = 0, force: bool = Fal
 def fake_rollouts(tmp_path: Path) -> Path:
     """A small rollouts artifact of the fake pixel environment."""
     return rollout(tmp_path, env="fake-pixels", episodes=3)
+
+
+def run_stage(name: str, out: Path, inputs: dict, seed: int = 0, preset: str = "tiny", **settings):
+    """Run stage `name` in-process with a preset and explicit settings."""
+    from wm.config import resolve_config
+    from wm.stages import get_stage
+
+    stage = get_stage(name)
+    config = resolve_config(stage.config_class, preset=preset, explicit=settings)
+    return stage.run(config, out=out, seed=seed, inputs={k: str(v) for k, v in inputs.items()}, force=False)
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory):
+    """rollout -> train-vae -> encode -> train-mdnrnn on the fake pixel environment (tiny settings)."""
+    folder = tmp_path_factory.mktemp("chain")
+    paths = {"rollouts": rollout(folder, "rollouts.h5", env="fake-pixels", episodes=5, max_steps=30)}
+    paths["vae"] = folder / "vae.h5"
+    run_stage("train-vae", paths["vae"], {"rollouts": paths["rollouts"]})
+    paths["latents"] = folder / "latents.h5"
+    run_stage("encode", paths["latents"], {"rollouts": paths["rollouts"], "vae": paths["vae"]})
+    paths["mdnrnn"] = folder / "mdnrnn.h5"
+    run_stage("train-mdnrnn", paths["mdnrnn"], {"latents": paths["latents"]})
+    return paths

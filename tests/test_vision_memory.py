@@ -14,31 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import error_line, rollout, run_wm
+from tests.conftest import error_line, rollout, run_stage, run_wm
 from wm.config import resolve_config
 from wm.io.artifact import open_artifact
-
-
-def run_stage(name: str, out: Path, inputs: dict, seed: int = 0, preset: str = "tiny", **settings):
-    from wm.stages import get_stage
-
-    stage = get_stage(name)
-    config = resolve_config(stage.config_class, preset=preset, explicit=settings)
-    return stage.run(config, out=out, seed=seed, inputs={k: str(v) for k, v in inputs.items()}, force=False)
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """rollout -> train-vae -> encode -> train-mdnrnn on the fake pixel environment (tiny settings)."""
-    folder = tmp_path_factory.mktemp("chain")
-    paths = {"rollouts": rollout(folder, "rollouts.h5", env="fake-pixels", episodes=5, max_steps=30)}
-    paths["vae"] = folder / "vae.h5"
-    run_stage("train-vae", paths["vae"], {"rollouts": paths["rollouts"]})
-    paths["latents"] = folder / "latents.h5"
-    run_stage("encode", paths["latents"], {"rollouts": paths["rollouts"], "vae": paths["vae"]})
-    paths["mdnrnn"] = folder / "mdnrnn.h5"
-    run_stage("train-mdnrnn", paths["mdnrnn"], {"latents": paths["latents"]})
-    return paths
 
 
 def test_vae_artifact_holds_weights_history_and_viewable_samples(chain):

@@ -90,12 +90,16 @@ def _stage_command(stage: Any) -> click.Command:
             )
         )
     for field in fields:
+        help_text = f"{field.metadata['help']} [default: {_default_text(field)}]"
+        if field.metadata.get("flag"):
+            params.append(click.Option([field.metadata["flag"], field.name], default=None, help=help_text))
+            continue
         params.append(
             click.Option(
                 [f"--{field.name.replace('_', '-')}", field.name],
                 type=_click_type(config_class, field),
                 default=None,
-                help=f"{field.metadata['help']} [default: {_default_text(field)}]",
+                help=help_text,
             )
         )
     presets = ", ".join(config_class.PRESETS) or "none"

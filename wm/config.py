@@ -29,9 +29,14 @@ def option(
     *,
     choices: Sequence[Any] | None = None,
     fingerprint: bool = True,
+    flag: str | None = None,
 ) -> Any:
-    """Declare a config field with its default, help text, allowed values and fingerprint role."""
-    metadata = {"help": help, "choices": tuple(choices) if choices else None, "fingerprint": fingerprint}
+    """Declare a config field with its default, help text, allowed values and fingerprint role.
+
+    `flag` gives a bool field an on/off pair of command-line flags instead of `--name BOOL`, e.g.
+    "--dream/--real".
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices else None, "fingerprint": fingerprint, "flag": flag}
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

@@ -1,4 +1,4 @@
-"""Running one episode in a worker: the unit of parallel work for rollouts (and, later, evaluation).
+"""Running one episode in a worker: the unit of parallel work for rollouts, evaluation and real-environment CMA-ES.
 
 Each episode draws its randomness from `numpy.random.SeedSequence(seed, spawn_key=(index, ...))`, so
 episode `index` of a run is the same whichever worker runs it and however many workers there are.
@@ -27,6 +27,14 @@ def episode_env_seed(seed: int, index: int) -> int:
     return int(sequence.generate_state(1, np.uint32)[0])
 
 
+def purpose_seed(seed: int, *purpose: int) -> int:
+    """A run seed for one use of a run's seed (training generation g, evaluation, ...), so their episodes differ.
+
+    Episode `index` of that use then gets `episode_env_seed(purpose_seed(seed, ...), index)`.
+    """
+    return int(np.random.SeedSequence(entropy=seed, spawn_key=(0x5EED, *purpose)).generate_state(1, np.uint32)[0])
+
+
 def episode_policy_rng(seed: int, index: int) -> np.random.Generator:
     """The policy's random generator for episode `index` of a run with `seed`."""
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, POLICY_SEED_KEY)))
@@ -42,6 +50,7 @@ class EpisodeTask:
     seed: int
     index: int
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    record_frames: bool = True  # False: return no observations (evaluation needs only returns and lengths)
 
 
 _ENV_CACHE: dict[str, Any] = {}
@@ -81,7 +90,8 @@ def run_episode(task: EpisodeTask) -> Episode:
     while True:
         action = policy.act(observation)
         next_observation, reward, terminated, truncated, _ = env.step(action)
-        observations.append(observation)
+        if task.record_frames:
+            observations.append(observation)
         actions.append(action)
         rewards.append(reward)
         terminations.append(terminated)
@@ -93,7 +103,7 @@ def run_episode(task: EpisodeTask) -> Episode:
     return Episode(
         index=task.index,
         seed=env_seed,
-        obs=np.asarray(observations, dtype=layout["obs_dtype"]),
+        obs=np.asarray(observations, dtype=layout["obs_dtype"]).reshape(len(observations), *layout["obs_shape"]),
         action=np.asarray(actions, dtype=layout["action_dtype"]).reshape(len(actions), *layout["action_shape"]),
         reward=np.asarray(rewards, dtype=np.float32),
         terminated=np.asarray(terminations, dtype=bool),

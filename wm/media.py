@@ -54,3 +54,18 @@ def write_video(frames: np.ndarray, out: Path, fps: float) -> None:
         os.replace(temporary, out)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def labelled_columns(columns: list[np.ndarray], labels: list[str], scale: int) -> np.ndarray:
+    """Frames side by side [T, header + 64*scale, n * (64*scale + 2), 3] with a caption over each column."""
+    from PIL import Image, ImageDraw
+
+    columns = [upscale(c, scale) for c in columns]
+    body = side_by_side(columns)
+    header = Image.new("RGB", (body.shape[2], 14), "white")
+    draw = ImageDraw.Draw(header)
+    width = columns[0].shape[2] + 2
+    for i, label in enumerate(labels):
+        draw.text((i * width + 3, 1), label, fill="black")
+    header_array = np.broadcast_to(np.asarray(header), (len(body), *np.asarray(header).shape))
+    return np.concatenate([header_array, body], axis=1)

@@ -6,7 +6,7 @@ Symbols (World Models, Ha & Schmidhuber 2018, section A.2):
     sigma_k  component standard deviations, as `log_sigma`        [..., latent, K]
     tau      temperature: logits / tau, sigma * sqrt(tau)
 
-Every sampler in wm (dreams, GIFs, the controller issue's batched dream) goes through `sample`,
+Every sampler in wm (dreams, GIFs, the batched dream) goes through `sample_from_noise`,
 so temperature means the same thing everywhere.
 """
 
@@ -54,18 +54,28 @@ def temper(logits: Any, log_sigma: Any, temperature: Any) -> tuple[Any, Any]:
 def sample(logits: Any, mu: Any, log_sigma: Any, temperature: Any, seed: Any) -> Any:
     """Draw x [..., latent] from the mixture at temperature tau (stateless: same seed, same draw).
 
-    A component is chosen per latent dimension with the Gumbel-max trick on the tempered logits,
-    then x = mu_k + sigma_k * sqrt(tau) * eps. As tau -> 0 this tends to the mean of the most likely
-    component; at tau = 1 it samples the mixture itself. `seed` is a [2] integer tensor.
+    As tau -> 0 this tends to the mean of the most likely component; at tau = 1 it samples the
+    mixture itself. `seed` is a [2] integer tensor; the draw is `sample_from_noise` on uniform and
+    normal noise made from it.
     """
-    logits, log_sigma = temper(logits, log_sigma, temperature)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
     uniform = tf.random.stateless_uniform(tf.shape(logits), seed=seeds[0], minval=1e-20, maxval=1.0, dtype=logits.dtype)
+    noise = tf.random.stateless_normal(tf.shape(mu)[:-1], seed=seeds[1], dtype=mu.dtype)
+    return sample_from_noise(logits, mu, log_sigma, temperature, uniform, noise)
+
+
+def sample_from_noise(logits: Any, mu: Any, log_sigma: Any, temperature: Any, uniform: Any, noise: Any) -> Any:
+    """The mixture draw at temperature tau, from given noise: uniform (0, 1) [..., latent, K], normal [..., latent].
+
+    A component is chosen per latent dimension with the Gumbel-max trick on the tempered logits,
+    then x = mu_k + sigma_k * sqrt(tau) * eps. Batched dreams pass per-dream counter-based noise
+    (`wm.rng`) so that a dream's draws do not depend on the rest of the batch.
+    """
+    logits, log_sigma = temper(logits, log_sigma, temperature)
     gumbel = -tf.math.log(-tf.math.log(uniform))
     choice = tf.one_hot(tf.argmax(logits + gumbel, axis=-1), tf.shape(logits)[-1], dtype=logits.dtype)
     chosen_mu = tf.reduce_sum(choice * mu, axis=-1)
     chosen_sigma = tf.exp(tf.reduce_sum(choice * log_sigma, axis=-1))
-    noise = tf.random.stateless_normal(tf.shape(chosen_mu), seed=seeds[1], dtype=mu.dtype)
     return chosen_mu + chosen_sigma * noise
 
 

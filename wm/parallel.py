@@ -78,6 +78,9 @@ def _init_worker() -> None:
     # Ctrl-C goes to the whole process group; the parent decides what to do, workers must not die mid-task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
+    # Each worker is one of `workers` processes sharing the cores: TensorFlow (agents acting through a
+    # world model) gets one thread instead of one per core.
+    os.environ.setdefault("WM_TF_THREADS", "1")
     if sys.platform.startswith("linux"):
         # If the parent dies (even by SIGKILL), the kernel sends this worker SIGTERM: no orphans left running.
         import ctypes

@@ -136,13 +136,23 @@ POLICY_FACTORIES: dict[str, PolicyFactory] = {
 RANDOM_POLICIES = ("random", *POLICY_FACTORIES)
 
 
+def _controller_agent(env_name: str, action_space: Any, **kwargs: Any) -> Policy:
+    from wm.agent import make_agent
+
+    return make_agent(env_name, action_space, **kwargs)
+
+
+# A trained controller acting through its world model (wm.agent); kwargs name the controller artifact.
+POLICY_FACTORIES["controller"] = _controller_agent
+
+
 def make_policy(spec: PolicySpec, env_name: str, action_space: Any) -> Policy:
     """Build the policy `spec` names for an environment; `random` resolves to the env's own process."""
     from wm.envs import random_policy_name
 
     name = random_policy_name(env_name) if spec.name == "random" else spec.name
     if name not in POLICY_FACTORIES:
-        raise UsageError(f"Unknown policy '{spec.name}'; known policies: {', '.join(RANDOM_POLICIES)}.")
+        raise UsageError(f"Unknown policy '{spec.name}'; known policies: {', '.join(POLICY_FACTORIES)}.")
     try:
         return POLICY_FACTORIES[name](env_name, action_space, **spec.kwargs)
     except TypeError as exc:

@@ -1,7 +1,7 @@
 """Import TensorFlow and Keras once, quietly, with wm's CPU settings.
 
 Every module that needs TensorFlow calls `tensorflow()` instead of importing it at module level,
-so that `wm --help` never starts TensorFlow. XLA stays off: on the CPU it was slower in our
+so that `wm --help` never starts TensorFlow. `WM_TF_THREADS` (set in parallel workers) limits its threads. XLA stays off: on the CPU it was slower in our
 measurements (and compiling costs seconds per function).
 """
 
@@ -23,6 +23,10 @@ def tensorflow() -> Any:
     if not _configured:
         tf.get_logger().setLevel("ERROR")
         tf.config.optimizer.set_jit(False)
+        threads = int(os.environ.get("WM_TF_THREADS", "0"))
+        if threads:  # set in parallel workers (wm.parallel); must happen before TensorFlow runs anything
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
         _configured = True
     return tf
 

@@ -107,8 +107,11 @@ class Checkpoint:
                 f"{self.path} cannot be resumed ({exc}); pass --force to discard it and start again."
             ) from None
 
-    def save(self, state: TrainingState, model: Any, optimizer: Any) -> None:
-        """Write the state atomically (a kill while saving keeps the previous checkpoint)."""
+    def save(self, state: TrainingState, model: Any, optimizer: Any, extra: Mapping[str, np.ndarray] | None = None) -> None:
+        """Write the state atomically (a kill while saving keeps the previous checkpoint).
+
+        `extra` holds further arrays a run needs to continue exactly (PPO: the dreams in progress).
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         temporary = self.folder / f".{CHECKPOINT_FILE}.tmp"
         with open_h5(temporary, "w") as f:
@@ -116,7 +119,16 @@ class Checkpoint:
             f.attrs["state_json"] = state.to_json()
             save_variables(f.create_group("model"), model.weights)
             save_variables(f.create_group("optimizer"), optimizer.variables)
+            for name, values in (extra or {}).items():
+                f.create_dataset(f"extra/{name}", data=np.asarray(values))
         commit(temporary, self.path)
+
+    def load_extra(self) -> dict[str, np.ndarray]:
+        """The `extra` arrays of the saved checkpoint (empty if there is none)."""
+        if not self.path.exists():
+            return {}
+        with open_h5(self.path) as f:
+            return {name: f["extra"][name][()] for name in f.get("extra", {})}
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -300,6 +312,9 @@ def apply_if_finite(optimizer: Any, loss: Any, gradients: list[Any], variables: 
 
 
 def history_arrays(history: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """The per-epoch history as one float64 array per key: [epochs] for scalars, [epochs, n] for vectors."""
+    """The per-epoch history as one float64 array per key: [epochs] for scalars, [epochs, n] for vectors.
+
+    A scalar measured only in some rows (a score taken every few generations) is NaN in the others.
+    """
     keys = sorted({key for row in history for key in row})
-    return {key: np.array([row[key] for row in history], dtype=np.float64) for key in keys}
+    return {key: np.array([row.get(key, np.nan) for row in history], dtype=np.float64) for key in keys}

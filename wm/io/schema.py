@@ -56,6 +56,18 @@ def _check_latents(f: h5py.File, path: Path) -> None:
     _check_step_aligned(f, path, ("mu", "logvar", "action", "terminated", "truncated"), "wm encode")
 
 
+def _check_controller(f: h5py.File, path: Path) -> None:
+    """A CMA-ES controller holds its parameter vectors, a PPO controller its policy network, and both V and M."""
+    algo = f.attrs["algo"]
+    algo = algo.decode() if isinstance(algo, bytes) else str(algo)
+    needed = {"cmaes": ("params/mean", "params/best"), "ppo": ("policy/00000",)}.get(algo)
+    if needed is None:
+        raise ArtifactError(f"{path} has an unknown controller algorithm '{algo}'.")
+    for name in (*needed, "vae/00000", "mdnrnn/00000"):
+        if name not in f:
+            raise ArtifactError(f"{path} is missing the dataset '{name}' that a {algo} controller needs; train it again.")
+
+
 ROLLOUT_DATASETS = (
     "obs",
     "action",
@@ -96,8 +108,17 @@ SCHEMAS: dict[str, KindSchema] = {
         required_datasets=("model/00000", "initial/mu", "initial/logvar"),
         required_attributes=("latent_dim", "env_id", "action_space_json", "vae_fingerprint", "latents_fingerprint"),
     ),
-    "controller": KindSchema(version=1),
-    "evaluation": KindSchema(version=1),
+    "controller": KindSchema(
+        version=1,
+        required_datasets=("initial/mu", "initial/logvar", "training_env_seeds"),
+        required_attributes=("env_id", "action_space_json", "layout_json", "algo", "vae_fingerprint", "mdnrnn_fingerprint"),
+        check=_check_controller,
+    ),
+    "evaluation": KindSchema(
+        version=1,
+        required_datasets=("episode/return", "episode/length", "episode/seed", "dream/return"),
+        required_attributes=("env_id", "mean_return", "std_return"),
+    ),
     "dreamer": KindSchema(version=1),
 }
 

@@ -1,0 +1,216 @@
+"""Stage `evaluate`: a trained controller scored the paper's way, in the real environment, with fresh seeds.
+
+    wm evaluate --controller controller.h5 --episodes 100 --out eval.h5 --video best.gif
+
+Runs `episodes` real episodes in parallel over the executor, with environment seeds drawn for
+evaluation only and checked against every seed the controller met in training (`training_env_seeds`),
+and reports the mean +- standard deviation of the returns (the paper: 100 episodes). Beside it, the
+same controller's score in the dream it was trained in (`dream_episodes` dreams). `--video` replays
+the best and the worst episode and writes them side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from wm.config import StageConfig, config_to_json, option
+from wm.errors import ConfigError, Interrupted
+from wm.stage import Stage, StageResult, log, plural, prepare_output
+
+STAGE_NAME = "evaluate"
+STAGE_VERSION = 1
+REAL_EVALUATION, DREAM_EVALUATION = 11, 12  # seed purposes, distinct from training's
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(StageConfig):
+    """Settings of `wm evaluate`."""
+
+    episodes: int = option(100, "Real episodes (the paper: 100).")
+    params: str = option("mean", "CMA-ES controllers: the distribution's mean (the paper) or the best candidate seen.", choices=("mean", "best"))
+    max_steps: Optional[int] = option(None, "Step cap of an episode; default: the environment's (2100 doom-takecover, 1000 carracing).")
+    dream_episodes: int = option(100, "Dreams to score the controller in beside the real score (0: none).")
+    temperature: Optional[float] = option(None, "Temperature of those dreams; default: the one the controller was trained with.")
+    z_mode: str = option("sample", "z is sampled from q(z | x) (the paper) or its mean.", choices=("sample", "mean"))
+    env_kwargs: dict = option({}, "Extra keyword arguments for the environment, as JSON.")
+    video: Optional[str] = option(None, "Also write the best and the worst episode side by side to this .gif or .mp4.", fingerprint=False)
+    video_every: int = option(2, "Keep every n-th frame in the video.", fingerprint=False)
+    workers: int = option(2, "Parallel worker processes (does not change the result).", fingerprint=False)
+    backend: str = option("process", "Where episodes run: process, serial or ray.", choices=("process", "serial", "ray"), fingerprint=False)
+    ray_address: Optional[str] = option(None, "Address of a running Ray cluster for --backend ray.", fingerprint=False)
+    task_timeout: float = option(1800.0, "Seconds without any episode finishing after which the workers are declared hung.", fingerprint=False)
+
+    PRESETS = {"tiny": {"episodes": 3, "dream_episodes": 4, "max_steps": 40}, "demo": {"episodes": 24}, "paper": {"episodes": 100}}
+
+    def validate(self) -> None:
+        self.require_at_least(1, "episodes", "max_steps", "workers", "video_every")
+        self.require_at_least(0, "dream_episodes")
+        self.require_positive("task_timeout")
+        if self.temperature is not None and self.temperature <= 0:
+            raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
+        if self.video is not None:
+            from wm.media import check_media_path
+
+            check_media_path(Path(self.video))
+
+
+def default_out(config: EvaluateConfig) -> str:
+    return "artifacts/evaluation.h5"
+
+
+def evaluation_seeds(seed: int, episodes: int, avoid: set[int]) -> tuple[int, list[int]]:
+    """The run seed and the `episodes` episode indices of an evaluation, skipping any whose env seed is in `avoid`."""
+    from wm.episodes import episode_env_seed, purpose_seed
+
+    run_seed = purpose_seed(seed, REAL_EVALUATION)
+    indices, index = [], 0
+    while len(indices) < episodes:
+        if episode_env_seed(run_seed, index) not in avoid:
+            indices.append(index)
+        index += 1
+    return run_seed, indices
+
+
+def run(
+    config: EvaluateConfig,
+    *,
+    out: str | Path,
+    seed: int,
+    inputs: Mapping[str, str | Path],
+    force: bool = False,
+) -> StageResult:
+    """Score `inputs['controller']` over real episodes (and dreams) and write the `evaluation` artifact `out`."""
+    from wm.controllers import dream_rules_of, layout_of
+    from wm.envs import default_max_steps
+    from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
+
+    out = Path(out)
+    controller_path = str(inputs["controller"])
+    with open_artifact(controller_path, "controller") as controller:
+        env_id = controller.attr("env_id")
+        ref = controller.input_ref("controller")
+        avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
+        rules = dream_rules_of(controller)
+        layout = layout_of(controller)
+        algo = controller.attr("algo")
+    if config.max_steps is None:
+        config = dataclasses.replace(config, max_steps=default_max_steps(env_id))
+    fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [ref], seed, out, force)
+    if up_to_date:
+        if config.video:
+            with open_artifact(out, "evaluation") as evaluation:
+                _write_video(config, controller_path, env_id, evaluation.attr("run_seed"), evaluation.file["episode/index"][:],
+                             evaluation.file["episode/return"][:])
+        return StageResult(out, fingerprint, "up-to-date")
+    log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+    run_seed, indices = evaluation_seeds(seed, config.episodes, avoid)
+
+    from wm.episodes import EpisodeTask, run_episode
+    from wm.parallel import make_executor
+    from wm.policies import PolicySpec
+    from wm.progress import Progress
+
+    spec = PolicySpec("controller", {"controller": controller_path, "params": config.params, "z_mode": config.z_mode})
+    tasks = [EpisodeTask(env_id, int(config.max_steps), spec, run_seed, index, dict(config.env_kwargs), record_frames=False) for index in indices]
+    returns, lengths, env_seeds = [], [], []
+    progress = Progress(len(tasks), description=f"evaluate {env_id}", unit="ep", secondary_unit="frames")
+    executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
+    try:
+        with executor:
+            for episode in executor.map_ordered(run_episode, tasks):
+                returns.append(episode.total_return)
+                lengths.append(episode.length)
+                env_seeds.append(episode.seed)
+                progress.update(1, secondary=episode.length, postfix=f"mean return {np.mean(returns):.1f}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"Interrupted after {plural(len(returns), 'episode')}; nothing was written.") from None
+    finally:
+        progress.close()
+    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths, np.int64)
+    overlap = set(env_seeds) & avoid
+    assert not overlap, f"evaluation seeds {sorted(overlap)} were used in training"  # evaluation_seeds excludes them
+
+    dream_returns = dream_lengths = np.zeros(0)
+    temperature = config.temperature if config.temperature is not None else (rules.temperature if rules else None)
+    if config.dream_episodes and rules is not None:
+        dream_returns, dream_lengths = _dream_scores(controller_path, layout, rules, temperature, config, seed)
+
+    with writing_artifact(out) as f:
+        write_root_attributes(
+            f, kind="evaluation", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[ref], fingerprint=fingerprint,
+            extra={
+                "env_id": env_id, "algo": algo, "controller_fingerprint": ref.fingerprint, "run_seed": run_seed,
+                "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+                "dream_mean_return": float(dream_returns.mean()) if len(dream_returns) else float("nan"),
+                "dream_std_return": float(dream_returns.std()) if len(dream_returns) else float("nan"),
+                "dream_temperature": float(temperature) if temperature is not None else float("nan"),
+            },
+        )
+        f.create_dataset("episode/return", data=returns)
+        f.create_dataset("episode/length", data=lengths)
+        f.create_dataset("episode/seed", data=np.asarray(env_seeds, np.uint32))
+        f.create_dataset("episode/index", data=np.asarray(indices, np.int64))
+        f.create_dataset("dream/return", data=np.asarray(dream_returns, np.float64))
+        f.create_dataset("dream/length", data=np.asarray(dream_lengths, np.int64))
+    summary = (f"{env_id}: {plural(len(returns), 'real episode')}, return {returns.mean():.1f} +- {returns.std():.1f} "
+               f"(min {returns.min():.0f}, max {returns.max():.0f}, mean length {lengths.mean():.0f})")
+    if len(dream_returns):
+        summary += f"; in the dream (tau {temperature:g}): {dream_returns.mean():.1f} +- {dream_returns.std():.1f} over {len(dream_returns)} dreams"
+    print(summary, flush=True)
+    log(f"Wrote {out}.")
+    if config.video:
+        _write_video(config, controller_path, env_id, run_seed, np.asarray(indices), returns)
+    return StageResult(out, fingerprint, "written")
+
+
+def _dream_scores(controller_path: str, layout: Any, rules: Any, temperature: float, config: EvaluateConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The controller's returns in the dream of the world model it carries."""
+    from wm.controllers import actor_of, dream_with_actor
+    from wm.dream.batched import Dream
+    from wm.dream.world import world_model_of
+    from wm.io.artifact import open_artifact
+    from wm.rng import keys_from_seeds
+
+    with open_artifact(controller_path, "controller") as controller:
+        world = world_model_of(controller, with_vae=False)
+        actor = actor_of(controller, config.params)
+    rules = dataclasses.replace(rules, temperature=float(temperature), max_steps=int(config.max_steps))
+    run_dreams = dream_with_actor(Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules), layout, actor)
+    return run_dreams(keys_from_seeds(seed, [(DREAM_EVALUATION, i) for i in range(config.dream_episodes)]))
+
+
+def _write_video(config: EvaluateConfig, controller_path: str, env_id: str, run_seed: int, indices: np.ndarray, returns: np.ndarray) -> None:
+    """Replay the best and the worst episode (same seeds) and write them side by side."""
+    from wm.episodes import EpisodeTask, run_episode
+    from wm.media import labelled_columns, write_video
+    from wm.parallel import make_executor
+    from wm.policies import PolicySpec
+
+    best, worst = int(np.argmax(returns)), int(np.argmin(returns))
+    spec = PolicySpec("controller", {"controller": controller_path, "params": config.params, "z_mode": config.z_mode})
+    tasks = [EpisodeTask(env_id, int(config.max_steps), spec, int(run_seed), int(indices[i]), dict(config.env_kwargs)) for i in (best, worst)]
+    with make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout) as executor:
+        replays = list(executor.map_ordered(run_episode, tasks))
+    length = max(episode.length for episode in replays)
+    columns = [np.concatenate([e.obs, np.repeat(e.obs[-1:], length - e.length, axis=0)])[:: config.video_every] for e in replays]
+    labels = [f"best {replays[0].total_return:.0f}", f"worst {replays[1].total_return:.0f}"]
+    write_video(labelled_columns(columns, labels, 3), Path(config.video), fps=35.0 / config.video_every)
+    log(f"Wrote {config.video}: the best (return {replays[0].total_return:.0f}) and the worst episode "
+        f"(return {replays[1].total_return:.0f}), replayed from their seeds.")
+
+
+STAGE = Stage(
+    name=STAGE_NAME,
+    run=run,
+    config_class=EvaluateConfig,
+    output_kind="evaluation",
+    version=STAGE_VERSION,
+    help="Score a trained controller in the real environment with fresh seeds (and in its dream), the paper's way.",
+    inputs={"controller": "controller"},
+    default_out=default_out,
+)

@@ -1,0 +1,177 @@
+"""Controller artifacts (kind `controller`): written by `wm train-controller`, read by `wm evaluate`,
+`wm rollout --policy controller` and `wm dream --controller`.
+
+    attrs            env_id, action_space_json, layout_json, algo (cmaes | ppo), trained_in (dream | real),
+                     dream_rules_json, vae_fingerprint, mdnrnn_fingerprint, history_json, final_*
+    vae/, mdnrnn/    copies of the V and M models it was trained with (the artifact acts on its own)
+    initial/mu, initial/logvar   the recorded first-frame latents dreams start from
+    params/mean, params/best     CMA-ES: the distribution's mean and the best candidate seen [num_params]
+    policy/          PPO: the actor-critic's weights
+    history/*        one row per generation (CMA-ES) or iteration (PPO)
+    training_env_seeds           every real-environment seed used while training (evaluation avoids them)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from wm.errors import ArtifactError
+
+PARAM_CHOICES = ("mean", "best")
+
+
+def write_controller(
+    f: Any, *, layout: Any, algo: str, trained_in: str, rules: Any, vae: Any, mdnrnn: Any,
+    history: list[Mapping[str, Any]], training_env_seeds: np.ndarray, params: Mapping[str, np.ndarray] | None = None,
+    model: Any = None,
+) -> None:
+    """Fill an open artifact (root attributes already written) with a trained controller."""
+    from wm.dream.world import embed_world_model
+    from wm.io.models import write_model
+    from wm.training import history_arrays
+
+    f.attrs["env_id"] = mdnrnn.attr("env_id")
+    f.attrs["action_space_json"] = mdnrnn.attr("action_space_json")
+    f.attrs["layout_json"] = layout.to_json()
+    f.attrs["algo"] = algo
+    f.attrs["trained_in"] = trained_in
+    f.attrs["dream_rules_json"] = json.dumps(asdict(rules) if rules is not None else None)
+    embed_world_model(f, vae, mdnrnn)
+    for name, values in (params or {}).items():
+        f.create_dataset(f"params/{name}", data=np.asarray(values, np.float32))
+    if model is not None:
+        write_model(f, model, "policy")
+    for key, values in history_arrays(history).items():
+        f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+    f.attrs["history_json"] = json.dumps(history)
+    for key, value in history[-1].items():
+        if np.isscalar(value) and key != "generation":
+            f.attrs[f"final_{key.replace('/', '_')}"] = value
+    f.create_dataset("training_env_seeds", data=np.asarray(training_env_seeds, np.uint32))
+
+
+def layout_of(artifact: Any) -> Any:
+    """The ControllerLayout stored in a controller artifact."""
+    from wm.models.controller import ControllerLayout
+
+    return ControllerLayout.from_json(artifact.attr("layout_json"))
+
+
+def dream_rules_of(artifact: Any) -> Any:
+    """The DreamRules the controller was trained (or would be dreamed) with, or None."""
+    from wm.dream.batched import DreamRules
+
+    data = artifact.json_attr("dream_rules_json")
+    return DreamRules(**data) if data else None
+
+
+def actor_of(artifact: Any, params: str = "mean") -> Callable[[Any], Any]:
+    """The controller as a TensorFlow function x [n, inputs] -> raw output [n, outputs] in [-1, 1]."""
+    layout = layout_of(artifact)
+    if artifact.attr("algo") == "ppo":
+        from wm.io.models import read_model
+        from wm.ppo import build_actor_critic, raw_output
+
+        model = read_model(artifact, build_actor_critic, "policy")
+        return lambda x: raw_output(layout, model, model.mode(model.actor(x)))
+    from wm.agent import LinearActor
+
+    if params not in PARAM_CHOICES:
+        raise ArtifactError(f"params must be one of {', '.join(PARAM_CHOICES)}; got {params!r}.")
+    actor = LinearActor(layout)
+    actor.set_params(artifact.file[f"params/{params}"][:])
+    return actor
+
+
+def load_actor(path: str | Path, params: str = "mean") -> tuple[Any, Callable[[Any], Any]]:
+    """(layout, actor) of the controller artifact at `path`."""
+    from wm.io.artifact import open_artifact
+
+    with open_artifact(path, "controller") as artifact:
+        return layout_of(artifact), actor_of(artifact, params)
+
+
+def check_controller_fits(controller: Any, *, vae: Any = None, mdnrnn: Any = None, env_id: str | None = None) -> None:
+    """Raise ArtifactError unless the controller was trained with this VAE, MDN-RNN and environment."""
+    for name, artifact in (("vae", vae), ("mdnrnn", mdnrnn)):
+        if artifact is not None and controller.attr(f"{name}_fingerprint") != artifact.fingerprint:
+            what = "VAE" if name == "vae" else "MDN-RNN"
+            raise ArtifactError(
+                f"{controller.path} was trained with another {what} (fingerprint {controller.attr(f'{name}_fingerprint')}) "
+                f"than {artifact.path} ({artifact.fingerprint}); use the world model it was trained in."
+            )
+    if env_id is not None and controller.attr("env_id") != env_id:
+        raise ArtifactError(
+            f"{controller.path} was trained for {controller.attr('env_id')}, not {env_id}; use it with --env {controller.attr('env_id')}."
+        )
+
+
+def dream_with_actor(dream: Any, layout: Any, actor: Callable[[Any], Any]) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A compiled `run(keys [n, 2]) -> (returns, lengths)` of dreams driven by one actor."""
+    from wm.models.controller import features, tf_env_action, tf_model_action
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.uint32)], jit_compile=False)
+    def run(keys):
+        def act(z, h, c, slots, t):
+            raw = actor(features(layout, z, h, c, concat=tf.concat))
+            return tf_model_action(layout, tf_env_action(layout, raw))
+
+        return dream.run(keys, act)
+
+    def call(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        returns, lengths = run(tf.constant(keys, tf.uint32))
+        return returns.numpy(), lengths.numpy()
+
+    return call
+
+
+def plot_learning_curve(history: list[Mapping[str, Any]], path: Path, title: str, x_key: str) -> None:
+    """Population best / mean / worst (or dream returns), with the mean parameters' dream and real scores."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [row[x_key] for row in history]
+    fig, axis = plt.subplots(figsize=(8, 4.5))
+
+    def column(key: str) -> np.ndarray:
+        return np.array([row.get(key, np.nan) for row in history], dtype=np.float64)
+
+    if "population/mean" in history[0]:
+        axis.fill_between(x, column("population/worst"), column("population/best"), alpha=0.2, label="population worst..best")
+        axis.plot(x, column("population/mean"), label="population mean")
+    for key, label, style in (
+        ("dream/return", "dream return", "-"),
+        ("mean_params/dream_return", "mean parameters in the dream", "o--"),
+        ("mean_params/real_return", "mean parameters in the real environment", "s-"),
+    ):
+        values = column(key)
+        if np.isfinite(values).any():
+            keep = np.isfinite(values)
+            axis.plot(np.asarray(x)[keep], values[keep], style, label=label)
+    real_std = column("mean_params/real_return_std")
+    if np.isfinite(real_std).any():
+        keep = np.isfinite(real_std)
+        mean = column("mean_params/real_return")[keep]
+        axis.fill_between(np.asarray(x)[keep], mean - real_std[keep], mean + real_std[keep], alpha=0.15, color="C3")
+    axis.set_xlabel(x_key)
+    axis.set_ylabel("return")
+    axis.set_title(title)
+    axis.legend(fontsize=8, loc="best")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    temporary = path.parent / f".{path.name}.tmp.png"
+    fig.savefig(temporary, dpi=90)
+    plt.close(fig)
+    os.replace(temporary, path)
