@@ -1,45 +1,132 @@
-"""World Models (Ha & Schmidhuber 2018) up to the memory model: rollout -> train-vae -> encode -> train-mdnrnn.
+"""World Models (Ha & Schmidhuber 2018): rollout -> train-vae -> encode -> train-mdnrnn -> train-controller -> evaluate.
 
-Presets: `tiny` (tests: a few short episodes, small networks), `demo` (the README: minutes on
-2 cores) and `paper` (the published data size and settings; days on a CPU).
+- `doom-takecover`: the controller is trained with CMA-ES entirely inside the dream (tau 1.15), then
+  scored in the real environment;
+- `carracing`: CMA-ES in the real environment (the MDN-RNN's h is part of the controller's input).
+
+`--iterations K` adds K rounds of the paper's iterative procedure: new rollouts with the current
+controller (with exploration noise) appended to all earlier data, M (and, with --retrain-vae, V)
+retrained on everything, C retrained, evaluated.
+
+Presets: `tiny` (tests: a few short episodes, small networks), `demo` (the README's `make demo`:
+minutes on 2 cores), `cpu-3h` (doom-takecover's learning result in the README: the whole chain
+within three hours on 2 cores) and `paper` (the published data size and settings; days on a CPU).
 """
 
-from wm.pipeline import Recipe, Step
+from wm.pipeline import Recipe, Step, with_suffix
 
 
-def _chain(env: str, vae: dict, mdnrnn: dict) -> list[Step]:
+def _chain(env: str, vae: dict, mdnrnn: dict, controller: dict) -> list[Step]:
     return [
         Step("rollout", "rollout", "rollouts.h5", settings={"env": env}),
         Step("train-vae", "train-vae", "vae.h5", inputs={"rollouts": "rollout"}, settings=vae),
         Step("encode", "encode", "latents.h5", inputs={"rollouts": "rollout", "vae": "train-vae"}),
         Step("train-mdnrnn", "train-mdnrnn", "mdnrnn.h5", inputs={"latents": "encode"}, settings=mdnrnn),
+        Step("train-controller", "train-controller", "controller.h5", inputs={"vae": "train-vae", "mdnrnn": "train-mdnrnn"}, settings=controller),
+        Step("evaluate", "evaluate", "evaluation.h5", inputs={"controller": "train-controller"}),
     ]
 
 
+def _iteration(first_pass: list[Step], noise: float):
+    """The steps of round k: they read the outputs of round k - 1 (the first pass for k = 2)."""
+    base = {step.name: step for step in first_pass}
+
+    def steps(k: int, retrain_vae: bool) -> list[Step]:
+        previous = (lambda name: name) if k == 2 else (lambda name: f"{name}@{k - 1}")
+        folder = f"iter{k}"
+        vae = f"train-vae@{k}" if retrain_vae else "train-vae"
+        result = [
+            with_suffix(base["rollout"], k, f"{folder}/rollouts.h5",
+                        {"controller": previous("train-controller"), "extend": previous("rollout")},
+                        {"policy": "controller", "controller_noise": noise}),
+        ]
+        if retrain_vae:
+            result.append(with_suffix(base["train-vae"], k, f"{folder}/vae.h5", {"rollouts": f"rollout@{k}"}))
+        result += [
+            with_suffix(base["encode"], k, f"{folder}/latents.h5", {"rollouts": f"rollout@{k}", "vae": vae}),
+            with_suffix(base["train-mdnrnn"], k, f"{folder}/mdnrnn.h5", {"latents": f"encode@{k}"}),
+            with_suffix(base["train-controller"], k, f"{folder}/controller.h5", {"vae": vae, "mdnrnn": f"train-mdnrnn@{k}"}),
+            with_suffix(base["evaluate"], k, f"{folder}/evaluation.h5", {"controller": f"train-controller@{k}"}),
+        ]
+        return result
+
+    return steps
+
+
+_DOOM = _chain(
+    "doom-takecover",
+    {"latent_dim": 64},
+    {"units": 512, "done_head": True, "reward_head": False},
+    {"dream": True, "temperature": 1.15, "dream_reward": "survival"},
+)
+
 DOOM_TAKECOVER = Recipe(
     name="doom-takecover",
-    help="VizDoom TakeCover: random rollouts (action held 1-10 frames), VAE z=64, MDN-RNN 512 with a death head.",
-    steps=_chain("doom-takecover", {"latent_dim": 64}, {"units": 512, "done_head": True}),
+    help="VizDoom TakeCover: random rollouts, VAE z=64, MDN-RNN 512 with a death head, CMA-ES in the dream (tau 1.15), evaluation.",
+    steps=_DOOM,
+    iteration=_iteration(_DOOM, noise=0.1),
     presets={
-        "tiny": {"rollout": {"episodes": 3, "max_steps": 40}},
+        "tiny": {
+            "rollout": {"episodes": 3, "max_steps": 40},
+            "train-mdnrnn": {"units": 16},
+        },
         # 40 episodes hold only 40 deaths: the MDN-RNN holds out 8 of them (not 2) so that its death-head
         # AUC means something, and stops at 15 epochs, before the death head overfits the other 32.
         "demo": {
             "rollout": {"episodes": 40},
             "train-vae": {"epochs": 3},
             "train-mdnrnn": {"epochs": 15, "batch_size": 20, "heldout_fraction": 0.2},
+            "train-controller": {"generations": 12, "population": 16, "rollouts": 8, "real_every": 4, "real_episodes": 8, "dream_score_episodes": 64},
+            "evaluate": {"episodes": 24},
         },
-        "paper": {"rollout": {"episodes": 10000}, "train-vae": {"epochs": 10}, "train-mdnrnn": {"sequence_length": 1000}},
+        # The README's learning result: 1,000 random episodes, then everything within three hours on 2 cores.
+        "cpu-3h": {
+            "rollout": {"episodes": 1000},
+            "train-vae": {"epochs": 3},
+            "train-mdnrnn": {"epochs": 20},
+            "train-controller": {"generations": 150},
+            "evaluate": {"episodes": 100},
+        },
+        "paper": {
+            "rollout": {"episodes": 10000},
+            "train-vae": {"epochs": 10},
+            "train-mdnrnn": {"sequence_length": 1000},
+            "train-controller": {"generations": 200, "real_episodes": 1024},
+            "evaluate": {"episodes": 100},
+        },
     },
+)
+
+_CARRACING = _chain(
+    "carracing",
+    {"latent_dim": 32},
+    {"units": 256},
+    {"dream": False},
 )
 
 CARRACING = Recipe(
     name="carracing",
-    help="CarRacing-v3: random rollouts (brownian actions), VAE z=32, MDN-RNN 256.",
-    steps=_chain("carracing", {"latent_dim": 32}, {"units": 256}),
+    help="CarRacing-v3: random rollouts (brownian actions), VAE z=32, MDN-RNN 256, CMA-ES in the real environment, evaluation.",
+    steps=_CARRACING,
+    iteration=_iteration(_CARRACING, noise=0.1),
     presets={
-        "tiny": {"rollout": {"episodes": 3, "max_steps": 40}},
-        "demo": {"rollout": {"episodes": 8}, "train-vae": {"epochs": 3}, "train-mdnrnn": {"epochs": 30, "batch_size": 20}},
-        "paper": {"rollout": {"episodes": 10000}, "train-vae": {"epochs": 10}, "train-mdnrnn": {"sequence_length": 1000}},
+        "tiny": {
+            "rollout": {"episodes": 3, "max_steps": 40},
+            "train-mdnrnn": {"units": 16},
+        },
+        "demo": {
+            "rollout": {"episodes": 8},
+            "train-vae": {"epochs": 3},
+            "train-mdnrnn": {"epochs": 30, "batch_size": 20},
+            "train-controller": {"generations": 3, "population": 8, "rollouts": 1, "real_every": 3, "real_episodes": 2, "max_steps": 300},
+            "evaluate": {"episodes": 4, "max_steps": 300},
+        },
+        "paper": {
+            "rollout": {"episodes": 10000},
+            "train-vae": {"epochs": 10},
+            "train-mdnrnn": {"sequence_length": 1000},
+            "train-controller": {"generations": 1800, "real_episodes": 1024},
+            "evaluate": {"episodes": 100},
+        },
     },
 )

@@ -157,11 +157,9 @@ def run(
         f.create_dataset("episode/index", data=np.asarray(indices, np.int64))
         f.create_dataset("dream/return", data=np.asarray(dream_returns, np.float64))
         f.create_dataset("dream/length", data=np.asarray(dream_lengths, np.int64))
-    summary = (f"{env_id}: {plural(len(returns), 'real episode')}, return {returns.mean():.1f} +- {returns.std():.1f} "
-               f"(min {returns.min():.0f}, max {returns.max():.0f}, mean length {lengths.mean():.0f})")
-    if len(dream_returns):
-        summary += f"; in the dream (tau {temperature:g}): {dream_returns.mean():.1f} +- {dream_returns.std():.1f} over {len(dream_returns)} dreams"
-    print(summary, flush=True)
+    from wm.io.inspect import evaluation_sentence
+
+    print(evaluation_sentence(out), flush=True)
     log(f"Wrote {out}.")
     if config.video:
         _write_video(config, controller_path, env_id, run_seed, np.asarray(indices), returns)

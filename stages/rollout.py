@@ -2,9 +2,14 @@
 
     wm rollout --env doom-takecover --episodes 200 --out artifacts/doom/rollouts.h5 --workers 2 --seed 0
 
+    wm rollout --env doom-takecover --policy controller --controller controller.h5 --controller-noise 0.1 \
+        --extend artifacts/doom/rollouts.h5 --episodes 200 --out artifacts/doom/rollouts-2.h5
+
 Episodes run in parallel over the executor (local processes by default, Ray for a cluster), each
 seeded from `SeedSequence(seed, spawn_key=(episode, ...))`, so the same --seed gives the same file
-with any number of workers. Episodes are written in order as they finish to a partial file beside
+with any number of workers. `--policy controller` acts with a trained controller through the world
+model it carries (the paper's iterative training collects new data this way); `--extend R.h5` starts
+the output with all of R's episodes, so that later stages train on old and new data together. Episodes are written in order as they finish to a partial file beside
 the output, which is moved into place only when every episode is in: an interrupted run leaves no
 file under the final name, and the same command run again resumes from the episodes it kept.
 """
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, config_to_json, option
-from wm.errors import Interrupted, OutputExistsError
+from wm.errors import ConfigError, Interrupted, OutputExistsError
 from wm.policies import RANDOM_POLICIES
 from wm.stage import Stage, StageResult
 
@@ -41,9 +46,11 @@ class RolloutConfig(StageConfig):
     policy: str = option(
         "random",
         "Acting policy. random = the environment's random process (brownian for carracing, an action held "
-        "1-10 steps for doom-takecover, uniform otherwise).",
-        choices=RANDOM_POLICIES,
+        "1-10 steps for doom-takecover, uniform otherwise); controller = the trained controller given by --controller.",
+        choices=(*RANDOM_POLICIES, "controller"),
     )
+    controller_noise: float = option(0.0, "--policy controller: std of Gaussian exploration noise added to the controller's raw output.")
+    controller_params: str = option("mean", "--policy controller: a CMA-ES controller's mean or best parameters.", choices=("mean", "best"))
     env_kwargs: dict = option({}, "Extra keyword arguments for the environment, as JSON.")
     compression: str = option(
         "lzf", "Compression of the step arrays: lzf (fast), gzip (smaller, readable by every HDF5 tool) or none.",
@@ -74,6 +81,8 @@ class RolloutConfig(StageConfig):
 
         self.require_at_least(1, "episodes", "max_steps", "workers")
         self.require_positive("task_timeout")
+        if self.controller_noise < 0:
+            raise ConfigError(f"'controller_noise' must be at least 0; got {self.controller_noise}.")
         check_env_name(self.env)
 
 
@@ -122,37 +131,85 @@ def _verify_resumed(writer: Any, partial: Path) -> None:
         _log(f"{dropped} kept episode(s) at the end of {partial} were damaged when the run was stopped; they are recorded again.")
 
 
+def _policy_inputs(config: RolloutConfig, inputs: Mapping[str, Any]) -> tuple[list, dict[str, Any], Any]:
+    """Input refs, the policy's spec kwargs, and the rollouts to extend (an open artifact or None), checked."""
+    from wm.controllers import check_controller_fits
+    from wm.io.artifact import open_artifact
+
+    refs: list = []
+    kwargs: dict[str, Any] = {}
+    controller_path = inputs.get("controller")
+    if config.policy == "controller":
+        if controller_path is None:
+            raise ConfigError("--policy controller needs the trained controller: pass --controller CONTROLLER.h5.")
+        with open_artifact(controller_path, "controller") as controller:
+            check_controller_fits(controller, env_id=config.env)
+            refs.append(controller.input_ref("controller"))
+        kwargs = {"controller": str(controller_path), "params": config.controller_params, "noise": config.controller_noise}
+    elif controller_path is not None:
+        raise ConfigError("--controller is used only with --policy controller.")
+    extend = None
+    if inputs.get("extend") is not None:
+        extend = open_artifact(inputs["extend"], "rollouts")
+        if extend.attr("env_id") != config.env:
+            extend.close()
+            raise ConfigError(f"--extend {extend.path} was recorded in {extend.attr('env_id')}, not {config.env}; extend rollouts of the same environment.")
+        refs.append(extend.input_ref("extend"))
+    return refs, kwargs, extend
+
+
 def run(
     config: RolloutConfig,
     *,
     out: str | Path,
     seed: int,
-    inputs: Mapping[str, str | Path] | None = None,
+    inputs: Mapping[str, Optional[str | Path]] | None = None,
     force: bool = False,
 ) -> StageResult:
-    """Collect `config.episodes` episodes into the rollouts artifact `out`."""
-    from wm.envs import default_max_steps, make_env, random_policy_name
-    from wm.envs.spaces import is_image_space, space_to_json, storage_layout
-    from wm.episodes import EpisodeTask, run_episode
-    from wm.io.artifact import check_output, commit, compute_fingerprint, open_h5, write_root_attributes
-    from wm.io.rollouts import RolloutsWriter, partial_path
-    from wm.parallel import make_executor
-    from wm.policies import PolicySpec
-    from wm.progress import Progress
+    """Collect `config.episodes` episodes (after those of `inputs['extend']`, if given) into the rollouts artifact `out`."""
+    from wm.envs import default_max_steps, random_policy_name
+    from wm.io.artifact import check_output, compute_fingerprint
 
     if config.max_steps is None:
         config = dataclasses.replace(config, max_steps=default_max_steps(config.env))
     out = Path(out)
-    fingerprint = compute_fingerprint(STAGE_NAME, STAGE_VERSION, config.fingerprint_dict(), [], seed)
-    if check_output(out, fingerprint, force=force):
-        _log(f"{out} is up to date (fingerprint {fingerprint}); nothing to do.")
-        return StageResult(out, fingerprint, "up-to-date")
-    _log(f"wm rollout, seed {seed}, config: {config_to_json(config)}")
+    refs, policy_kwargs, extend = _policy_inputs(config, inputs or {})
+    try:
+        fingerprint = compute_fingerprint(STAGE_NAME, STAGE_VERSION, config.fingerprint_dict(), refs, seed)
+        if check_output(out, fingerprint, force=force):
+            _log(f"{out} is up to date (fingerprint {fingerprint}); nothing to do.")
+            return StageResult(out, fingerprint, "up-to-date")
+        _log(f"wm rollout, seed {seed}, config: {config_to_json(config)}")
+        policy_name = random_policy_name(config.env) if config.policy == "random" else config.policy
+        if extend is not None:
+            policy_name = f"{extend.attr('policy')}+{policy_name}"
+        _collect(config, out, seed, fingerprint, refs, policy_name, policy_kwargs, extend, force)
+    finally:
+        if extend is not None:
+            extend.close()
+    return StageResult(out, fingerprint, "written")
+
+
+def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs: list, policy_name: str,
+             policy_kwargs: dict[str, Any], extend: Any, force: bool) -> None:
+    from wm.envs import make_env
+    from wm.envs.spaces import is_image_space, space_to_json, storage_layout
+    from wm.episodes import EpisodeTask, run_episode
+    from wm.io.artifact import commit, open_h5, write_root_attributes
+    from wm.io.rollouts import RolloutsReader, RolloutsWriter, partial_path
+    from wm.parallel import make_executor
+    from wm.policies import PolicySpec
+    from wm.progress import Progress
 
     probe = make_env(config.env, config.max_steps, **config.env_kwargs)
     observation_space, action_space = probe.observation_space, probe.action_space
     probe.close()
-    policy_name = random_policy_name(config.env) if config.policy == "random" else config.policy
+    if extend is not None and (
+        extend.attr("observation_space_json") != space_to_json(observation_space) or extend.attr("action_space_json") != space_to_json(action_space)
+    ):
+        raise ConfigError(f"--extend {extend.path} has other observation or action spaces than {config.env} with these settings.")
+    kept = RolloutsReader(extend).num_episodes if extend is not None else 0
+    total = kept + config.episodes
 
     partial = partial_path(out)
     resume = _open_partial(partial, fingerprint, force=force)
@@ -167,7 +224,7 @@ def run(
                 stage=STAGE_NAME,
                 seed=seed,
                 config_json=config_to_json(config),
-                inputs=[],
+                inputs=refs,
                 fingerprint=fingerprint,
                 extra={
                     "env_id": config.env,
@@ -176,6 +233,7 @@ def run(
                     "action_space_json": space_to_json(action_space),
                     "policy": policy_name,
                     "max_steps": int(config.max_steps),
+                    "extended_episodes": kept,
                 },
             )
         writer = RolloutsWriter(
@@ -186,22 +244,27 @@ def run(
         )
         if writer.episodes:
             _verify_resumed(writer, partial)
-            _log(f"Resuming from {partial}: {writer.episodes} of {config.episodes} episodes already done.")
-        tasks = [
-            EpisodeTask(config.env, int(config.max_steps), PolicySpec(config.policy), seed, index, dict(config.env_kwargs))
-            for index in range(writer.episodes, config.episodes)
-        ]
-        progress = Progress(
-            config.episodes, description=f"rollout {config.env}", unit="ep", initial=writer.episodes, secondary_unit="frames"
-        )
+            _log(f"Resuming from {partial}: {writer.episodes} of {total} episodes already done.")
+        progress = Progress(total, description=f"rollout {config.env}", unit="ep", initial=writer.episodes, secondary_unit="frames")
         started = time.monotonic()
         try:
+            if writer.episodes < kept:  # the extended file's episodes first, as they are
+                reader = RolloutsReader(extend)
+                for index in range(writer.episodes, kept):
+                    episode = reader.episode(index)
+                    writer.append(episode)
+                    progress.update(1, secondary=episode.length)
+            # Episode indices continue after the kept ones, so a run with the same seed meets new episodes.
+            tasks = [
+                EpisodeTask(config.env, int(config.max_steps), PolicySpec(config.policy, policy_kwargs), seed, index, dict(config.env_kwargs))
+                for index in range(writer.episodes, total)
+            ]
             for episode in executor.map_ordered(run_episode, tasks):
                 writer.append(episode)
                 progress.update(1, secondary=episode.length)
         except KeyboardInterrupt:
             raise Interrupted(
-                f"Interrupted: {writer.episodes} of {config.episodes} episodes are kept in {partial}; "
+                f"Interrupted: {writer.episodes} of {total} episodes are kept in {partial}; "
                 "run the same command again to resume."
             ) from None
         finally:
@@ -210,8 +273,7 @@ def run(
         writer.finish()
     commit(partial, out)
     elapsed = time.monotonic() - started
-    _log(f"Wrote {out}: {config.episodes} episodes, {steps} steps ({progress.secondary / max(elapsed, 1e-9):.0f} frames/s this run).")
-    return StageResult(out, fingerprint, "written")
+    _log(f"Wrote {out}: {total} episodes, {steps} steps ({progress.secondary / max(elapsed, 1e-9):.0f} frames/s this run).")
 
 
 STAGE = Stage(
@@ -221,5 +283,11 @@ STAGE = Stage(
     output_kind="rollouts",
     version=STAGE_VERSION,
     help="Play episodes in an environment and write them as a rollouts artifact.",
+    inputs={"controller": "controller", "extend": "rollouts"},
+    optional_inputs=("controller", "extend"),
+    input_help={
+        "controller": "Trained controller artifact for --policy controller.",
+        "extend": "Rollouts artifact whose episodes the output starts with (same environment).",
+    },
     default_out=default_out,
 )

@@ -162,24 +162,39 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 
 @cli.command("run")
 @click.argument("pipeline")
-@click.option("--preset", default=None, help="Named settings of the recipe: tiny, demo or paper.")
+@click.option("--preset", default=None, help="Named settings of the recipe: tiny, demo, cpu-3h (doom-takecover) or paper.")
 @click.option("--out", "out", type=click.Path(), default=None, help="Run folder [default: artifacts/PIPELINE/PRESET].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every stage.")
 @click.option("--config", "config_path", type=click.Path(), default=None, help="YAML or TOML file of {step: {key: value}} overrides.")
-@click.option("--set", "set_items", multiple=True, metavar="STEP.KEY=VALUE", help="Override one setting of one step (repeatable).")
-@click.option("--force", is_flag=True, help="Replace outputs made with other settings.")
-def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, config_path: str | None, set_items: tuple[str, ...], force: bool) -> None:
+@click.option("--set", "set_items", multiple=True, metavar="STEP.KEY=VALUE", help="Override one setting of one step (repeatable; STEP@k for iteration k only).")
+@click.option("--iterations", type=int, default=0, show_default=True,
+              help="Rounds of the paper's iterative procedure after the first pass: rollouts with the current controller, M (and V) retrained on all data, C retrained, evaluated.")
+@click.option("--retrain-vae", is_flag=True, help="In each iteration retrain V on all data too (default: only M and C).")
+@click.option("--from-stage", default=None, help="Start at this step (the earlier steps' outputs must exist).")
+@click.option("--to-stage", default=None, help="Stop after this step.")
+@click.option("--force", is_flag=True, help="Rerun steps even if their output is up to date, and replace files other commands wrote there.")
+def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, config_path: str | None, set_items: tuple[str, ...],
+                iterations: int, retrain_vae: bool, from_stage: str | None, to_stage: str | None, force: bool) -> None:
     """Run a pipeline recipe's stages in order, skipping those whose output is up to date.
 
-    Recipes: doom-takecover, carracing (rollout -> train-vae -> encode -> train-mdnrnn).
+    Recipes: doom-takecover, carracing (rollout -> train-vae -> encode -> train-mdnrnn -> train-controller -> evaluate).
+    Ends by printing each evaluation.
     """
 
     def action() -> None:
         from wm.pipeline import run_pipeline
 
-        manifest = run_pipeline(pipeline, preset=preset, out=out, seed=seed, force=force, sets=set_items, config_file=config_path)
+        manifest = run_pipeline(
+            pipeline, preset=preset, out=out, seed=seed, force=force, sets=set_items, config_file=config_path,
+            iterations=iterations, retrain_vae=retrain_vae, from_stage=from_stage, to_stage=to_stage,
+        )
         for name, step in manifest["steps"].items():
-            click.echo(f"{name:<14} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}")
+            click.echo(f"{name:<20} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}")
+        for name, step in manifest["steps"].items():
+            if step["stage"] == "evaluate":
+                from wm.io.inspect import evaluation_sentence
+
+                click.echo(f"{name}: {evaluation_sentence(step['path'])}")
 
     _guarded(action)
 

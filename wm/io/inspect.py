@@ -62,13 +62,44 @@ def _summary(artifact: Any) -> dict[str, Any]:
         return RolloutsReader(artifact).summary()
     if artifact.kind == "latents":
         return {"episodes": int(artifact.file["episode/start"].shape[0]), "steps": int(artifact.file["mu"].shape[0])}
-    if artifact.kind in ("vae", "mdnrnn"):
+    if artifact.kind in ("vae", "mdnrnn", "controller"):
         history = artifact.json_attr("history_json", [])
-        summary: dict[str, Any] = {"epochs": len(history)}
+        summary: dict[str, Any] = {"epochs" if artifact.kind != "controller" else "rows": len(history)}
+        if artifact.kind == "controller":
+            summary.update(algo=artifact.attr("algo"), trained_in=artifact.attr("trained_in"))
         if history:
             summary.update({key: value for key, value in history[-1].items() if key != "epoch" and isinstance(value, (int, float))})
         return summary
+    if artifact.kind == "evaluation":
+        return evaluation_summary(artifact)
     return {}
+
+
+def evaluation_summary(artifact: Any) -> dict[str, Any]:
+    """Real and dream returns of an evaluation artifact."""
+    returns, lengths = artifact.file["episode/return"][:], artifact.file["episode/length"][:]
+    dream = artifact.file["dream/return"][:]
+    summary: dict[str, Any] = {
+        "env_id": artifact.attr("env_id"), "episodes": len(returns), "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()), "min_return": float(returns.min()), "max_return": float(returns.max()),
+        "mean_length": float(lengths.mean()), "dream_episodes": len(dream),
+    }
+    if len(dream):
+        summary.update(dream_mean_return=float(dream.mean()), dream_std_return=float(dream.std()),
+                       dream_temperature=float(artifact.attr("dream_temperature")))
+    return summary
+
+
+def evaluation_sentence(path: str | Path) -> str:
+    """One line: the real score (mean +- std over the episodes) and the dream score beside it."""
+    with open_artifact(path, "evaluation") as artifact:
+        s = evaluation_summary(artifact)
+    text = (f"{s['env_id']}: {s['episodes']} real episodes, return {s['mean_return']:.1f} +- {s['std_return']:.1f} "
+            f"(min {s['min_return']:.0f}, max {s['max_return']:.0f}, mean length {s['mean_length']:.0f})")
+    if s["dream_episodes"]:
+        text += (f"; in the dream (tau {s['dream_temperature']:g}): {s['dream_mean_return']:.1f} +- {s['dream_std_return']:.1f} "
+                 f"over {s['dream_episodes']} dreams")
+    return text
 
 
 def format_description(d: dict[str, Any]) -> str:
