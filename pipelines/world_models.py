@@ -66,9 +66,12 @@ DOOM_TAKECOVER = Recipe(
     steps=_DOOM,
     iteration=_iteration(_DOOM, noise=0.1),
     presets={
+        # Tests: a few short episodes, small networks, everything in this process (no worker start-up).
         "tiny": {
-            "rollout": {"episodes": 3, "max_steps": 40},
+            "rollout": {"episodes": 3, "max_steps": 40, "backend": "serial"},
             "train-mdnrnn": {"units": 16},
+            "train-controller": {"backend": "serial"},
+            "evaluate": {"backend": "serial"},
         },
         # 40 episodes hold only 40 deaths: the MDN-RNN holds out 8 of them (not 2) so that its death-head
         # AUC means something, and stops at 15 epochs, before the death head overfits the other 32.
@@ -110,9 +113,12 @@ CARRACING = Recipe(
     steps=_CARRACING,
     iteration=_iteration(_CARRACING, noise=0.1),
     presets={
+        # Tests: a few short episodes, small networks, everything in this process (no worker start-up).
         "tiny": {
-            "rollout": {"episodes": 3, "max_steps": 40},
+            "rollout": {"episodes": 3, "max_steps": 40, "backend": "serial"},
             "train-mdnrnn": {"units": 16},
+            "train-controller": {"backend": "serial"},
+            "evaluate": {"backend": "serial"},
         },
         "demo": {
             "rollout": {"episodes": 8},

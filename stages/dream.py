@@ -39,7 +39,10 @@ class DreamConfig(StageConfig):
         "Recorded episode whose first frame starts the dream, or which --compare shows; default: the first episode "
         "held out from the MDN-RNN's training.",
     )
-    policy: str = option("random", "Acting policy inside the dream (random = the environment's random process).", choices=RANDOM_POLICIES)
+    policy: str = option(
+        "random", "Acting policy inside the dream (random = the environment's random process); with --controller, the controller acts.",
+        choices=RANDOM_POLICIES,
+    )
     done_threshold: float = option(0.5, "A dream ends when the predicted done probability exceeds this (models with a done head).")
     fps: float = option(20.0, "Frames per second of the output.")
     scale: int = option(3, "Each 64x64 frame is enlarged by this factor.")
@@ -100,6 +103,13 @@ def run(
         if compare is not None:
             with open_artifact(compare, "rollouts") as rollouts:
                 check_rollouts_fit(rollouts, mdn_artifact)
+        controller = None  # (layout, actor) of the controller acting in the dream
+        if inputs.get("controller"):
+            from wm.controllers import actor_of, check_controller_fits, layout_of
+
+            with open_artifact(inputs["controller"], "controller") as artifact:
+                check_controller_fits(artifact, vae=vae_artifact, mdnrnn=mdn_artifact)
+                controller = (layout_of(artifact), actor_of(artifact))
         if out.exists() and not force:
             raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
         if config.episode is None:
@@ -123,10 +133,10 @@ def run(
             return output_to_frames(np.concatenate(images))
 
         if compare is None:
-            frames, ended = _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf)
+            frames, ended = _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf, controller)
             video = upscale(decode(frames), config.scale)
             what = f"a dream of {len(frames)} steps from episode {config.episode}'s first frame" + (
-                " (ended by the done head)" if ended else "")
+                " (ended by the done head)" if ended else "") + (f", {inputs['controller']} acting" if controller is not None else "")
         else:
             with open_artifact(compare, "rollouts") as rollouts:
                 from wm.io.rollouts import RolloutsReader
@@ -149,8 +159,8 @@ def run(
     return StageResult(out, "", "written")
 
 
-def _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf):
-    """Latents [T, latent] of one dream, and whether the done head ended it."""
+def _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf, controller=None):
+    """Latents [T, latent] of one dream, and whether the done head ended it; `controller` (layout, actor) acts if given."""
     import numpy as np
 
     from wm.envs.spaces import space_from_json
@@ -163,13 +173,26 @@ def _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_d
     mu0 = initial_mu[config.episode]
     logvar0 = mdn_artifact.file["initial/logvar"][config.episode]
     z = (mu0 + np.exp(0.5 * logvar0) * rng.standard_normal(mu0.shape)).astype(np.float32)[None]  # [1, latent]
-    policy = make_policy(PolicySpec(config.policy), mdn_artifact.attr("env_id"), space_from_json(mdn_artifact.attr("action_space_json")))
-    policy.reset(rng)
+    if controller is not None:
+        from wm.models.controller import env_action, features, model_action
+
+        layout, actor = controller
+
+        def choose(z, state):  # the controller sees [z, (c), h] of the state before M reads z
+            raw = actor(features(layout, tf.constant(z), state[0], state[1], concat=tf.concat)).numpy()[0]
+            return model_action(layout, env_action(layout, raw))[None]
+    else:
+        policy = make_policy(PolicySpec(config.policy), mdn_artifact.attr("env_id"), space_from_json(mdn_artifact.attr("action_space_json")))
+        policy.reset(rng)
+
+        def choose(z, state):
+            return encode_actions(np.asarray([policy.act(None)]), action_dim, discrete)
+
     state = mdnrnn.initial_state(1)
     latents, ended = [], False
     for t in range(config.steps):
         latents.append(z[0])
-        action = encode_actions(np.asarray([policy.act(None)]), action_dim, discrete)
+        action = choose(z, state)
         heads, state = mdnrnn.step(tf.constant(z), tf.constant(action), state)
         if "done_logit" in heads and float(tf.sigmoid(heads["done_logit"])[0]) > config.done_threshold:
             ended = True
@@ -185,8 +208,11 @@ STAGE = Stage(
     output_kind="media",
     version=STAGE_VERSION,
     help="Write a GIF/MP4 of what the VAE + MDN-RNN imagine (or, with --compare, real vs reconstructed vs predicted).",
-    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts"},
-    optional_inputs=("compare",),
-    input_help={"compare": "Rollouts artifact to show instead of a dream: real | VAE reconstruction | MDN-RNN prediction."},
+    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts", "controller": "controller"},
+    optional_inputs=("compare", "controller"),
+    input_help={
+        "compare": "Rollouts artifact to show instead of a dream: real | VAE reconstruction | MDN-RNN prediction.",
+        "controller": "Controller artifact that acts in the dream (it must have been trained with this VAE and MDN-RNN).",
+    },
     default_out=default_out,
 )

@@ -1,0 +1,266 @@
+"""Stages train-controller and evaluate, rollouts with a controller, and `wm run` over the full World
+Models recipes: artifacts, resume after SIGKILL, fresh evaluation seeds, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import error_line, run_stage, run_wm
+from wm.io.artifact import open_artifact
+
+
+@pytest.fixture(scope="module")
+def controllers(chain, tmp_path_factory):
+    """A CMA-ES controller trained in the dream, one trained in the real environment, and a PPO one (tiny settings)."""
+    folder = tmp_path_factory.mktemp("controllers")
+    world = {"vae": chain["vae"], "mdnrnn": chain["mdnrnn"]}
+    paths = {name: folder / f"{name}.h5" for name in ("dream", "real", "ppo")}
+    run_stage("train-controller", paths["dream"], world, backend="serial", temperature=1.15)
+    run_stage("train-controller", paths["real"], world, backend="serial", dream=False)
+    run_stage("train-controller", paths["ppo"], world, algo="ppo")
+    return paths
+
+
+def test_a_cmaes_controller_artifact_holds_parameters_history_and_its_world_model(controllers, chain):
+    with open_artifact(controllers["dream"], "controller") as controller, open_artifact(chain["vae"], "vae") as vae:
+        f = controller.file
+        assert controller.attr("algo") == "cmaes" and controller.attr("trained_in") == "dream"
+        layout = json.loads(controller.attr("layout_json"))
+        assert layout["features"] == "zch" and f["params/mean"].shape == f["params/best"].shape == (8 + 2 * 16,)
+        for key in ("population_best", "population_mean", "population_worst", "cmaes_sigma", "mean_params_real_return", "mean_params_dream_return"):
+            assert f[f"history/{key}"].shape == (3,)
+        real = f["history/mean_params_real_return"][:]
+        assert np.isnan(real[0]) and np.isfinite(real[1:]).all()  # scored every 2 generations and at the end
+        assert controller.attr("vae_fingerprint") == vae.fingerprint and "vae/00000" in f and "mdnrnn/00000" in f
+        assert len(f["training_env_seeds"]) == 2 * 2  # two scorings of the mean, 2 real episodes each
+        assert json.loads(controller.attr("dream_rules_json"))["temperature"] == 1.15
+    logs = controllers["dream"].parent / "dream.logs"
+    assert (logs / "learning.png").stat().st_size > 1000 and len((logs / "metrics.jsonl").read_text().splitlines()) == 3
+    assert not (controllers["dream"].parent / "dream.ckpt").exists()
+
+
+def test_a_real_environment_controller_records_every_seed_it_met(controllers):
+    with open_artifact(controllers["real"], "controller") as controller:
+        assert controller.attr("trained_in") == "real"
+        # 3 generations x 2 rollouts (the same seeds for all candidates of a generation) + 2 scorings x 2 episodes
+        assert len(set(controller.file["training_env_seeds"][:].tolist())) == 3 * 2 + 2 * 2
+
+
+def test_evaluation_uses_fresh_seeds_and_reports_real_and_dream_scores(controllers, tmp_path):
+    out = tmp_path / "eval.h5"
+    result = run_wm("evaluate", "--controller", str(controllers["real"]), "--preset", "tiny", "--episodes", "4",
+                    "--video", str(tmp_path / "best.gif"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with open_artifact(out, "evaluation") as evaluation, open_artifact(controllers["real"], "controller") as controller:
+        seeds = set(evaluation.file["episode/seed"][:].tolist())
+        assert len(seeds) == 4 and not seeds & set(controller.file["training_env_seeds"][:].tolist())
+        returns = evaluation.file["episode/return"][:]
+        assert evaluation.attr("mean_return") == pytest.approx(returns.mean())
+        assert evaluation.file["dream/return"].shape == (4,) and np.isfinite(evaluation.attr("dream_mean_return"))
+    assert "4 real episodes, return" in result.stdout and "in the dream" in result.stdout
+    from PIL import Image
+
+    video = Image.open(tmp_path / "best.gif")
+    assert video.size == (2 * 192 + 2, 192 + 14) and video.n_frames > 5
+
+
+def test_evaluation_seeds_skip_any_seed_used_in_training():
+    from wm.episodes import episode_env_seed
+    from wm.stages.evaluate import evaluation_seeds
+
+    run_seed, indices = evaluation_seeds(0, 5, set())
+    taken = {episode_env_seed(run_seed, 0), episode_env_seed(run_seed, 3)}
+    _, avoiding = evaluation_seeds(0, 5, taken)
+    assert indices == [0, 1, 2, 3, 4] and avoiding == [1, 2, 4, 5, 6]
+
+
+def test_a_ppo_controller_is_evaluated_and_dreamed_with(controllers, chain, tmp_path):
+    with open_artifact(controllers["ppo"], "controller") as controller:
+        assert controller.attr("algo") == "ppo" and "policy/00000" in controller.file
+        assert controller.file["history/ppo_policy_loss"].shape == (2,)
+    result = run_stage("evaluate", tmp_path / "eval.h5", {"controller": controllers["ppo"]}, backend="serial")
+    assert result.status == "written"
+    run_stage("dream", tmp_path / "dream.gif", {"vae": chain["vae"], "mdnrnn": chain["mdnrnn"], "controller": controllers["ppo"]})
+    assert (tmp_path / "dream.gif").stat().st_size > 0
+
+
+def test_rollouts_with_a_controller_extend_earlier_rollouts(controllers, chain, tmp_path):
+    out = tmp_path / "more.h5"
+    result = run_stage("rollout", out, {"controller": controllers["dream"], "extend": chain["rollouts"]}, preset=None,
+                       env="fake-pixels", episodes=2, max_steps=30, policy="controller", controller_noise=0.2, backend="serial")
+    assert result.status == "written"
+    with open_artifact(out, "rollouts") as more, open_artifact(chain["rollouts"], "rollouts") as old:
+        kept = old.file["episode/length"].shape[0]
+        assert more.file["episode/length"].shape[0] == kept + 2 and more.attr("policy") == "held+controller"
+        old_steps = old.file["reward"].shape[0]
+        np.testing.assert_array_equal(more.file["obs"][:old_steps], old.file["obs"][:])
+        assert not set(more.file["episode/seed"][kept:].tolist()) & set(old.file["episode/seed"][:].tolist())
+        assert {ref["name"] for ref in more.inputs} == {"controller", "extend"}
+
+
+# --- resume after SIGKILL -------------------------------------------------------------------------
+
+
+def _kill_once_checkpointed(args: list[str], checkpoint: Path, ready) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "wm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not ready(checkpoint):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+
+
+def _generations_in(path: Path) -> int:
+    try:
+        with h5py.File(path, "r") as f:
+            return f["fitness"].shape[0]
+    except (OSError, KeyError):
+        return 0
+
+
+def _iterations_in(path: Path) -> int:
+    try:
+        with h5py.File(path, "r") as f:
+            return json.loads(f.attrs["state_json"])["epoch"]
+    except (OSError, KeyError):
+        return 0
+
+
+@pytest.mark.parametrize(
+    "algo, extra, ready",
+    [
+        ("cmaes", ["--generations", "40", "--real-every", "0"], lambda path: _generations_in(path) >= 3),
+        ("ppo", ["--ppo-iterations", "12"], lambda path: _iterations_in(path) >= 2),
+    ],
+)
+def test_controller_training_resumes_after_sigkill_and_matches_an_uninterrupted_run(chain, tmp_path, algo, extra, ready):
+    args = ["train-controller", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny", "--algo", algo, *extra]
+    killed = tmp_path / "killed" / "controller.h5"
+    _kill_once_checkpointed([*args, "--out", str(killed)], killed.parent / "controller.ckpt" / "checkpoint.h5", ready)
+    assert not killed.exists()
+    resumed = run_wm(*args, "--out", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr
+    straight = tmp_path / "straight" / "controller.h5"
+    result = run_wm(*args, "--out", str(straight))
+    assert result.returncode == 0, result.stderr
+    with h5py.File(killed) as a, h5py.File(straight) as b:
+        assert json.loads(a.attrs["history_json"])[-1].keys() == json.loads(b.attrs["history_json"])[-1].keys()
+        names = ["params/mean", "params/best"] if algo == "cmaes" else [f"policy/{name}" for name in b["policy"]]
+        for name in names:
+            np.testing.assert_allclose(a[name][()], b[name][()], rtol=1e-5, atol=1e-6)
+
+
+# --- bad input: one sentence, exit code 2, nothing overwritten ---------------------------------------
+
+
+def _fails_cleanly(tmp_path: Path, *args: str, out_name: str = "out.h5") -> str:
+    out = tmp_path / out_name
+    out.write_bytes(b"keep me")
+    result = run_wm(*args, "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert out.read_bytes() == b"keep me"
+    return error_line(result)
+
+
+def test_a_controller_is_refused_in_an_environment_it_was_not_trained_for(controllers, tmp_path):
+    message = _fails_cleanly(tmp_path, "rollout", "--env", "carracing", "--policy", "controller", "--controller", str(controllers["dream"]), "--episodes", "1")
+    assert "trained for fake-pixels, not carracing" in message
+
+
+def test_a_controller_is_refused_with_a_world_model_it_was_not_trained_in(controllers, chain, tmp_path):
+    other_mdnrnn = tmp_path / "other-mdnrnn.h5"
+    run_stage("train-mdnrnn", other_mdnrnn, {"latents": chain["latents"]}, seed=3, epochs=1)
+    message = _fails_cleanly(tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(other_mdnrnn), "--controller",
+                             str(controllers["dream"]), out_name="d.gif")
+    assert "trained with another MDN-RNN" in message
+
+
+def test_a_vae_and_mdnrnn_of_different_latents_are_refused(chain, tmp_path):
+    other_vae = tmp_path / "other-vae.h5"
+    run_stage("train-vae", other_vae, {"rollouts": chain["rollouts"]}, seed=1, epochs=1)
+    message = _fails_cleanly(tmp_path, "train-controller", "--vae", str(other_vae), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny")
+    assert "trained on latents made by another VAE" in message
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--temperature", "0"], "'temperature' must be positive"),
+        (["--temperature", "-1.5"], "'temperature' must be positive"),
+        (["--population", "1"], "'population' must be at least 2"),
+        (["--algo", "ppo", "--real"], "PPO trains inside the dream only"),
+    ],
+)
+def test_bad_training_settings_are_refused(chain, tmp_path, args, expected):
+    message = _fails_cleanly(tmp_path, "train-controller", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny", *args)
+    assert expected in message
+
+
+def test_evaluate_refuses_a_nonpositive_temperature(controllers, tmp_path):
+    message = _fails_cleanly(tmp_path, "evaluate", "--controller", str(controllers["dream"]), "--temperature", "0")
+    assert "'temperature' must be positive" in message
+
+
+def test_run_refuses_an_unknown_stage_name(tmp_path):
+    for option in ("--from-stage", "--to-stage"):
+        result = run_wm("run", "doom-takecover", "--preset", "tiny", option, "train-controler", "--out", str(tmp_path / "run"))
+        assert result.returncode == 2
+        assert "'train-controler' is not a step of this pipeline" in error_line(result) and "Did you mean 'train-controller'" in error_line(result)
+    assert not (tmp_path / "run").exists()
+
+
+# --- wm run ---------------------------------------------------------------------------------------
+
+
+def _statuses(folder: Path) -> dict[str, str]:
+    return {name: step["status"] for name, step in json.loads((folder / "manifest.json").read_text())["steps"].items()}
+
+
+@pytest.mark.parametrize("pipeline", ["doom-takecover", "carracing"])
+def test_the_tiny_preset_runs_the_whole_chain(pipeline, tmp_path):
+    folder = tmp_path / "run"
+    result = run_wm("run", pipeline, "--preset", "tiny", "--out", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert list(_statuses(folder)) == ["rollout", "train-vae", "encode", "train-mdnrnn", "train-controller", "evaluate"]
+    assert set(_statuses(folder).values()) == {"written"}
+    with open_artifact(folder / "controller.h5", "controller") as controller:
+        assert controller.attr("env_id") == pipeline and controller.attr("trained_in") == ("dream" if pipeline == "doom-takecover" else "real")
+    assert f"evaluate: {pipeline}: 3 real episodes, return" in result.stdout
+
+
+def test_run_skips_up_to_date_steps_and_reruns_what_changed(tmp_path):
+    folder = tmp_path / "run"
+    first = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--iterations", "1")
+    assert first.returncode == 0, first.stderr
+    assert list(_statuses(folder))[6:] == ["rollout@2", "encode@2", "train-mdnrnn@2", "train-controller@2", "evaluate@2"]
+    with open_artifact(folder / "iter2" / "rollouts.h5", "rollouts") as more:
+        assert more.attr("policy") == "held+controller" and more.file["episode/length"].shape[0] == 6
+    again = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--to-stage", "evaluate")
+    assert again.returncode == 0, again.stderr
+    assert set(_statuses(folder)[name] for name in ("rollout", "train-vae", "train-controller", "evaluate")) == {"up-to-date"}
+    changed = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--to-stage", "evaluate",
+                     "--set", "train-controller.generations=4")
+    assert changed.returncode == 0, changed.stderr
+    statuses = _statuses(folder)
+    assert [statuses[name] for name in ("rollout", "train-vae", "encode", "train-mdnrnn")] == ["up-to-date"] * 4
+    assert statuses["train-controller"] == statuses["evaluate"] == "written"
+    with open_artifact(folder / "controller.h5", "controller") as controller:
+        assert len(json.loads(controller.attr("history_json"))) == 4
+    forced = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--from-stage", "evaluate", "--to-stage", "evaluate",
+                    "--set", "train-controller.generations=4", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert _statuses(folder)["evaluate"] == "written"
