@@ -15,20 +15,23 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet -e ".[dev,ray,minari]"
 	touch $(STAMP)
 
-# The doom-takecover demo chain (rollout -> train-vae -> encode -> train-mdnrnn), then a dream and a
-# comparison GIF. A rerun skips the stages that are up to date.
+# The whole doom-takecover chain on its demo preset (rollout -> train-vae -> encode -> train-mdnrnn ->
+# train-controller in the dream -> evaluate), then the trained controller acting in a dream and a
+# comparison GIF, and last the evaluation again. A rerun skips the stages that are up to date.
 DEMO := artifacts/doom-takecover/demo
 demo: $(STAMP)
 	$(BIN)/wm run doom-takecover --preset demo --out $(DEMO)
-	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --temperature 1.15 --out $(DEMO)/dream.gif --force
+	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --controller $(DEMO)/controller.h5 --temperature 1.15 --out $(DEMO)/dream.gif --force
 	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --compare $(DEMO)/rollouts.h5 --out $(DEMO)/compare.gif --force
-	$(BIN)/wm inspect $(DEMO)/mdnrnn.h5
+	$(BIN)/wm inspect $(DEMO)/evaluation.h5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/rollout.py
+	$(BIN)/python bench/vision_memory.py
+	$(BIN)/python bench/dream.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -154,7 +154,8 @@ def run(
             config = dataclasses.replace(config, max_steps=default_max_steps(env_id))
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
 
-        from wm.dream.batched import Dream, dream_rules
+        from wm.dream.batched import Dream
+        from wm.dream.rules import dream_rules
         from wm.dream.world import load_world_model
         from wm.models.controller import controller_layout
 

@@ -101,7 +101,8 @@ def world(chain):
 
 
 def _dream(world, **rules):
-    from wm.dream.batched import Dream, dream_rules
+    from wm.dream.batched import Dream
+    from wm.dream.rules import dream_rules
 
     settings = {"temperature": 1.15, "max_steps": 30, "reward": "survival", **rules}
     return Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, dream_rules(world.mdnrnn, **settings))

@@ -64,7 +64,7 @@ def layout_of(artifact: Any) -> Any:
 
 def dream_rules_of(artifact: Any) -> Any:
     """The DreamRules the controller was trained (or would be dreamed) with, or None."""
-    from wm.dream.batched import DreamRules
+    from wm.dream.rules import DreamRules
 
     data = artifact.json_attr("dream_rules_json")
     return DreamRules(**data) if data else None

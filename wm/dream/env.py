@@ -35,7 +35,8 @@ class DreamEnv(gym.Env):
         observation: str = "features",
         render_mode: str | None = None,
     ):
-        from wm.dream.batched import Dream, dream_rules
+        from wm.dream.batched import Dream
+        from wm.dream.rules import dream_rules
         from wm.dream.world import load_world_model
         from wm.envs import default_max_steps
         from wm.envs.spaces import space_from_json

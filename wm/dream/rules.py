@@ -1,0 +1,36 @@
+"""The rules of a dream: temperature, step cap, reward and when a dream ends (no TensorFlow needed to read them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DreamRules:
+    """How a dream is scored and ended."""
+
+    temperature: float
+    max_steps: int
+    reward: str  # "survival" or "head"
+    done: str  # "threshold", "sample" or "none"
+    done_threshold: float = 0.5
+
+
+def dream_rules(
+    mdnrnn: Any, *, temperature: float, max_steps: int, reward: str = "auto", sample_done: bool = False,
+    done_threshold: float = 0.5,
+) -> DreamRules:
+    """The rules for a dream of this MDN-RNN; `auto` reward is the reward head if it has one, else survival."""
+    if temperature <= 0:
+        raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {temperature}.")
+    if reward == "auto":
+        reward = "head" if mdnrnn.reward_head else "survival"
+    if reward == "head" and not mdnrnn.reward_head:
+        raise ConfigError("The dream's reward is the MDN-RNN's reward head, but this MDN-RNN has none; train it with --reward-head true.")
+    if reward == "survival" and not mdnrnn.done_head:
+        raise ConfigError("A survival reward needs an MDN-RNN with a done head (train it with --done-head true), or dreams never end.")
+    done = ("sample" if sample_done else "threshold") if mdnrnn.done_head else "none"
+    return DreamRules(float(temperature), int(max_steps), reward, done, float(done_threshold))
