@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -25,6 +28,29 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.strip().splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
+
+
+def fails_cleanly(tmp_path: Path, *args: str, out_name: str = "out.h5") -> str:
+    """Run `wm ARGS --out FILE` over an existing FILE: expect exit code 2, FILE untouched, one error sentence (returned)."""
+    out = tmp_path / out_name
+    out.write_bytes(b"keep me")
+    result = run_wm(*args, "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert out.read_bytes() == b"keep me"
+    return error_line(result)
+
+
+def sigkill_when(args: list[str], ready: Callable[[], bool], timeout: float = 300) -> None:
+    """Start `wm ARGS`, wait until `ready()` (a checkpoint has been written, say), then SIGKILL it."""
+    process = subprocess.Popen([sys.executable, "-m", "wm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
 
 
 def read_all(path: Path) -> dict[str, np.ndarray]:

@@ -4,18 +4,13 @@ Models recipes: artifacts, resume after SIGKILL, fresh evaluation seeds, bad inp
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import error_line, run_stage, run_wm
+from tests.conftest import error_line, fails_cleanly, run_stage, run_wm, sigkill_when
 from wm.io.artifact import open_artifact
 
 
@@ -111,18 +106,6 @@ def test_rollouts_with_a_controller_extend_earlier_rollouts(controllers, chain, 
 # --- resume after SIGKILL -------------------------------------------------------------------------
 
 
-def _kill_once_checkpointed(args: list[str], checkpoint: Path, ready) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "wm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not ready(checkpoint):
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-
-
 def _generations_in(path: Path) -> int:
     try:
         with h5py.File(path, "r") as f:
@@ -149,7 +132,8 @@ def _iterations_in(path: Path) -> int:
 def test_controller_training_resumes_after_sigkill_and_matches_an_uninterrupted_run(chain, tmp_path, algo, extra, ready):
     args = ["train-controller", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny", "--algo", algo, *extra]
     killed = tmp_path / "killed" / "controller.h5"
-    _kill_once_checkpointed([*args, "--out", str(killed)], killed.parent / "controller.ckpt" / "checkpoint.h5", ready)
+    checkpoint = killed.parent / "controller.ckpt" / "checkpoint.h5"
+    sigkill_when([*args, "--out", str(killed)], lambda: ready(checkpoint))
     assert not killed.exists()
     resumed = run_wm(*args, "--out", str(killed))
     assert resumed.returncode == 0, resumed.stderr
@@ -167,24 +151,15 @@ def test_controller_training_resumes_after_sigkill_and_matches_an_uninterrupted_
 # --- bad input: one sentence, exit code 2, nothing overwritten ---------------------------------------
 
 
-def _fails_cleanly(tmp_path: Path, *args: str, out_name: str = "out.h5") -> str:
-    out = tmp_path / out_name
-    out.write_bytes(b"keep me")
-    result = run_wm(*args, "--out", str(out))
-    assert result.returncode == 2, result.stderr
-    assert out.read_bytes() == b"keep me"
-    return error_line(result)
-
-
 def test_a_controller_is_refused_in_an_environment_it_was_not_trained_for(controllers, tmp_path):
-    message = _fails_cleanly(tmp_path, "rollout", "--env", "carracing", "--policy", "controller", "--controller", str(controllers["dream"]), "--episodes", "1")
+    message = fails_cleanly(tmp_path, "rollout", "--env", "carracing", "--policy", "controller", "--controller", str(controllers["dream"]), "--episodes", "1")
     assert "trained for fake-pixels, not carracing" in message
 
 
 def test_a_controller_is_refused_with_a_world_model_it_was_not_trained_in(controllers, chain, tmp_path):
     other_mdnrnn = tmp_path / "other-mdnrnn.h5"
     run_stage("train-mdnrnn", other_mdnrnn, {"latents": chain["latents"]}, seed=3, epochs=1)
-    message = _fails_cleanly(tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(other_mdnrnn), "--controller",
+    message = fails_cleanly(tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(other_mdnrnn), "--controller",
                              str(controllers["dream"]), out_name="d.gif")
     assert "trained with another MDN-RNN" in message
 
@@ -192,7 +167,7 @@ def test_a_controller_is_refused_with_a_world_model_it_was_not_trained_in(contro
 def test_a_vae_and_mdnrnn_of_different_latents_are_refused(chain, tmp_path):
     other_vae = tmp_path / "other-vae.h5"
     run_stage("train-vae", other_vae, {"rollouts": chain["rollouts"]}, seed=1, epochs=1)
-    message = _fails_cleanly(tmp_path, "train-controller", "--vae", str(other_vae), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny")
+    message = fails_cleanly(tmp_path, "train-controller", "--vae", str(other_vae), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny")
     assert "trained on latents made by another VAE" in message
 
 
@@ -206,12 +181,12 @@ def test_a_vae_and_mdnrnn_of_different_latents_are_refused(chain, tmp_path):
     ],
 )
 def test_bad_training_settings_are_refused(chain, tmp_path, args, expected):
-    message = _fails_cleanly(tmp_path, "train-controller", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny", *args)
+    message = fails_cleanly(tmp_path, "train-controller", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny", *args)
     assert expected in message
 
 
 def test_evaluate_refuses_a_nonpositive_temperature(controllers, tmp_path):
-    message = _fails_cleanly(tmp_path, "evaluate", "--controller", str(controllers["dream"]), "--temperature", "0")
+    message = fails_cleanly(tmp_path, "evaluate", "--controller", str(controllers["dream"]), "--temperature", "0")
     assert "'temperature' must be positive" in message
 
 
@@ -264,3 +239,19 @@ def test_run_skips_up_to_date_steps_and_reruns_what_changed(tmp_path):
                     "--set", "train-controller.generations=4", "--force")
     assert forced.returncode == 0, forced.stderr
     assert _statuses(folder)["evaluate"] == "written"
+
+
+def test_iterations_chain_each_round_to_the_previous_one():
+    from wm.pipeline import get_recipe
+
+    steps = {step.name: step for step in get_recipe("doom-takecover").expand(2, retrain_vae=True)}
+    assert list(steps)[6:] == [
+        "rollout@2", "train-vae@2", "encode@2", "train-mdnrnn@2", "train-controller@2", "evaluate@2",
+        "rollout@3", "train-vae@3", "encode@3", "train-mdnrnn@3", "train-controller@3", "evaluate@3",
+    ]
+    assert steps["rollout@2"].inputs == {"controller": "train-controller", "extend": "rollout"}
+    assert steps["rollout@3"].inputs == {"controller": "train-controller@2", "extend": "rollout@2"}
+    assert steps["rollout@3"].settings["policy"] == "controller" and steps["rollout@3"].out == "iter3/rollouts.h5"
+    assert steps["train-controller@3"].inputs == {"vae": "train-vae@3", "mdnrnn": "train-mdnrnn@3"}
+    keeping_vae = {step.name: step for step in get_recipe("doom-takecover").expand(1)}
+    assert "train-vae@2" not in keeping_vae and keeping_vae["encode@2"].inputs["vae"] == "train-vae"

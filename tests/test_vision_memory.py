@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import error_line, rollout, run_stage, run_wm
-from wm.config import resolve_config
+from tests.conftest import error_line, fails_cleanly, rollout, run_stage, run_wm, sigkill_when
 from wm.io.artifact import open_artifact
 
 
@@ -101,18 +95,6 @@ def _checkpoint_step(path: Path) -> int:
         return -1
 
 
-def _kill_after_checkpoint(args: list[str], checkpoint: Path, min_step: int) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "wm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while _checkpoint_step(checkpoint) < min_step:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-
-
 def _weights(path: Path) -> list[np.ndarray]:
     with h5py.File(path, "r") as f:
         return [f["model"][name][()] for name in sorted(f["model"])]
@@ -125,7 +107,8 @@ def _weights(path: Path) -> list[np.ndarray]:
 def test_training_resumes_after_sigkill_and_matches_an_uninterrupted_run(chain, tmp_path, stage, input_name, extra):
     args = [stage, f"--{input_name}", str(chain[input_name]), "--preset", "tiny", "--set", "checkpoint_seconds=0", *extra]
     killed = tmp_path / "killed" / "model.h5"
-    _kill_after_checkpoint([*args, "--out", str(killed)], killed.parent / "model.ckpt" / "checkpoint.h5", min_step=5)
+    checkpoint = killed.parent / "model.ckpt" / "checkpoint.h5"
+    sigkill_when([*args, "--out", str(killed)], lambda: _checkpoint_step(checkpoint) >= 5)
     assert not killed.exists()
     resumed = run_wm(*args, "--out", str(killed))
     assert resumed.returncode == 0, resumed.stderr
@@ -141,27 +124,18 @@ def test_training_resumes_after_sigkill_and_matches_an_uninterrupted_run(chain, 
 # --- bad input: one sentence, exit code 2, nothing overwritten --------------------------------------
 
 
-def _fails_cleanly(tmp_path: Path, *args: str, out_name: str = "out.h5") -> str:
-    out = tmp_path / out_name
-    out.write_bytes(b"keep me")
-    result = run_wm(*args, "--out", str(out))
-    assert result.returncode == 2, result.stderr
-    assert out.read_bytes() == b"keep me"
-    return error_line(result)
-
-
 def test_frames_that_do_not_fit_the_vae_are_refused(chain, tmp_path):
     cartpole = rollout(tmp_path, "cartpole.h5", env="CartPole-v1", episodes=2, max_steps=5)
-    message = _fails_cleanly(tmp_path, "train-vae", "--rollouts", str(cartpole), "--preset", "tiny")
+    message = fails_cleanly(tmp_path, "train-vae", "--rollouts", str(cartpole), "--preset", "tiny")
     assert "do not fit the VAE" in message and "64x64 RGB uint8" in message
-    message = _fails_cleanly(tmp_path, "encode", "--rollouts", str(cartpole), "--vae", str(chain["vae"]))
+    message = fails_cleanly(tmp_path, "encode", "--rollouts", str(cartpole), "--vae", str(chain["vae"]))
     assert "do not fit the VAE" in message
 
 
 def test_an_artifact_of_the_wrong_kind_is_refused(chain, tmp_path):
-    message = _fails_cleanly(tmp_path, "encode", "--rollouts", str(chain["rollouts"]), "--vae", str(chain["latents"]))
+    message = fails_cleanly(tmp_path, "encode", "--rollouts", str(chain["rollouts"]), "--vae", str(chain["latents"]))
     assert "is a 'latents' artifact, but a 'vae' artifact is needed" in message
-    message = _fails_cleanly(
+    message = fails_cleanly(
         tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["vae"]), out_name="d.gif"
     )
     assert "a 'mdnrnn' artifact is needed" in message
@@ -170,7 +144,7 @@ def test_an_artifact_of_the_wrong_kind_is_refused(chain, tmp_path):
 def test_dream_refuses_a_vae_other_than_the_one_that_made_the_latents(chain, tmp_path):
     other_vae = tmp_path / "other-vae.h5"
     run_stage("train-vae", other_vae, {"rollouts": chain["rollouts"]}, seed=1, epochs=1)
-    message = _fails_cleanly(
+    message = fails_cleanly(
         tmp_path, "dream", "--vae", str(other_vae), "--mdnrnn", str(chain["mdnrnn"]), out_name="d.gif"
     )
     assert "trained on latents made by another VAE" in message
@@ -178,7 +152,7 @@ def test_dream_refuses_a_vae_other_than_the_one_that_made_the_latents(chain, tmp
 
 def test_compare_refuses_rollouts_of_another_action_space(chain, tmp_path):
     carracing = rollout(tmp_path, "car.h5", env="carracing", episodes=1, max_steps=3)
-    message = _fails_cleanly(
+    message = fails_cleanly(
         tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--compare", str(carracing),
         out_name="c.gif",
     )
@@ -189,7 +163,7 @@ def test_single_step_and_empty_episodes_are_refused(chain, tmp_path):
     single = rollout(tmp_path, "single.h5", env="fake-pixels", episodes=3, max_steps=1)
     latents = tmp_path / "single-latents.h5"
     run_stage("encode", latents, {"rollouts": single, "vae": chain["vae"]})
-    message = _fails_cleanly(tmp_path, "train-mdnrnn", "--latents", str(latents), "--preset", "tiny")
+    message = fails_cleanly(tmp_path, "train-mdnrnn", "--latents", str(latents), "--preset", "tiny")
     assert "fewer than 2 steps" in message
 
     empty = tmp_path / "empty.h5"
@@ -198,13 +172,13 @@ def test_single_step_and_empty_episodes_are_refused(chain, tmp_path):
         for name in ("obs", "action", "reward", "terminated", "truncated", "episode/start", "episode/length",
                      "episode/seed", "episode/return"):
             f[name].resize(0, axis=0)
-    assert "at least 2 episodes" in _fails_cleanly(tmp_path, "train-vae", "--rollouts", str(empty), "--preset", "tiny")
-    assert "holds no steps" in _fails_cleanly(tmp_path, "encode", "--rollouts", str(empty), "--vae", str(chain["vae"]))
+    assert "at least 2 episodes" in fails_cleanly(tmp_path, "train-vae", "--rollouts", str(empty), "--preset", "tiny")
+    assert "holds no steps" in fails_cleanly(tmp_path, "encode", "--rollouts", str(empty), "--vae", str(chain["vae"]))
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_temperature_must_be_positive(chain, tmp_path, value):
-    message = _fails_cleanly(
+    message = fails_cleanly(
         tmp_path, "dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--temperature", value,
         out_name="d.gif",
     )
