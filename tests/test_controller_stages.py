@@ -255,3 +255,12 @@ def test_iterations_chain_each_round_to_the_previous_one():
     assert steps["train-controller@3"].inputs == {"vae": "train-vae@3", "mdnrnn": "train-mdnrnn@3"}
     keeping_vae = {step.name: step for step in get_recipe("doom-takecover").expand(1)}
     assert "train-vae@2" not in keeping_vae and keeping_vae["encode@2"].inputs["vae"] == "train-vae"
+
+
+def test_evaluation_on_a_real_ray_runtime_matches_this_process(controllers, tmp_path):
+    serial = run_stage("evaluate", tmp_path / "serial.h5", {"controller": controllers["dream"]}, backend="serial", dream_episodes=0)
+    on_ray = run_stage("evaluate", tmp_path / "ray.h5", {"controller": controllers["dream"]}, backend="ray", dream_episodes=0)
+    assert serial.status == on_ray.status == "written"
+    with open_artifact(tmp_path / "serial.h5", "evaluation") as a, open_artifact(tmp_path / "ray.h5", "evaluation") as b:
+        for name in ("episode/seed", "episode/length", "episode/return"):
+            np.testing.assert_array_equal(a.file[name][:], b.file[name][:])

@@ -259,7 +259,8 @@ class RayExecutor(Executor):
         ray = self.ray
         tasks = list(tasks)
         window = max(1, window or 2 * self.workers)
-        remote = ray.remote(num_cpus=1, max_retries=self.retries)(fn)
+        # One TensorFlow thread per task, as in the process pool (agents act through a world model in workers).
+        remote = ray.remote(num_cpus=1, max_retries=self.retries, runtime_env={"env_vars": {"WM_TF_THREADS": "1"}})(fn)
         in_flight: dict[Any, int] = {}
         finished: dict[int, Any] = {}
         next_submit = next_yield = 0
