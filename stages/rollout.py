@@ -9,9 +9,11 @@ Episodes run in parallel over the executor (local processes by default, Ray for 
 seeded from `SeedSequence(seed, spawn_key=(episode, ...))`, so the same --seed gives the same file
 with any number of workers. `--policy controller` acts with a trained controller through the world
 model it carries (the paper's iterative training collects new data this way); `--extend R.h5` starts
-the output with all of R's episodes, so that later stages train on old and new data together. Episodes are written in order as they finish to a partial file beside
-the output, which is moved into place only when every episode is in: an interrupted run leaves no
-file under the final name, and the same command run again resumes from the episodes it kept.
+the output with all of R's episodes, so that later stages train on old and new data together.
+
+Episodes are written in order as they finish to a partial file beside the output, which is moved
+into place only when every episode is in: an interrupted run leaves no file under the final name,
+and the same command run again resumes from the episodes it kept.
 """
 
 from __future__ import annotations

@@ -90,10 +90,12 @@ def _stage_command(stage: Any) -> click.Command:
             )
         )
     for field in fields:
-        help_text = f"{field.metadata['help']} [default: {_default_text(field)}]"
-        if field.metadata.get("flag"):
-            params.append(click.Option([field.metadata["flag"], field.name], default=None, help=help_text))
+        flag = field.metadata.get("flag")
+        if flag:  # "--on/--off": the default is shown as the flag that gives it
+            default = flag.split("/")[0 if field.default else 1]
+            params.append(click.Option([flag, field.name], default=None, help=f"{field.metadata['help']} [default: {default}]"))
             continue
+        help_text = f"{field.metadata['help']} [default: {_default_text(field)}]"
         params.append(
             click.Option(
                 [f"--{field.name.replace('_', '-')}", field.name],
