@@ -70,7 +70,7 @@ class TrainControllerConfig(StageConfig):
     ppo_minibatch: int = option(1024, "PPO: samples per update.")
     ppo_clip: float = option(0.2, "PPO: clipping epsilon of the probability ratio.")
     ppo_learning_rate: float = option(3e-4, "PPO: Adam learning rate.")
-    ppo_hidden: int = option(64, "PPO: units of the actor's and the critic's two hidden layers.")
+    ppo_layers: str = option("256,256,128,64", "PPO: widths of the actor's and the critic's hidden layers (the seed document's actor).")
     gamma: float = option(0.99, "PPO: discount.")
     gae_lambda: float = option(0.95, "PPO: lambda of generalised advantage estimation.")
     entropy_coef: float = option(0.01, "PPO: weight of the entropy bonus.")
@@ -83,7 +83,7 @@ class TrainControllerConfig(StageConfig):
     PRESETS = {
         "tiny": {
             "generations": 3, "population": 4, "rollouts": 2, "real_every": 2, "real_episodes": 2, "dream_score_episodes": 8,
-            "max_steps": 40, "ppo_iterations": 2, "ppo_dreams": 8, "ppo_steps": 8, "ppo_minibatch": 32, "ppo_hidden": 16,
+            "max_steps": 40, "ppo_iterations": 2, "ppo_dreams": 8, "ppo_steps": 8, "ppo_minibatch": 32, "ppo_layers": "16,16",
         },
         "demo": {"temperature": 1.15, "generations": 15, "population": 16, "rollouts": 8, "real_every": 5, "real_episodes": 8},
         "doom-takecover": {"temperature": 1.15},
@@ -99,13 +99,24 @@ class TrainControllerConfig(StageConfig):
         if self.algo == "ppo" and not self.dream:
             raise ConfigError("PPO trains inside the dream only; drop --real or use --algo cmaes.")
         self.require_at_least(1, "generations", "rollouts", "real_episodes", "dream_score_episodes", "max_steps", "workers",
-                              "ppo_iterations", "ppo_dreams", "ppo_steps", "ppo_epochs", "ppo_minibatch", "ppo_hidden")
+                              "ppo_iterations", "ppo_dreams", "ppo_steps", "ppo_epochs", "ppo_minibatch")
+        if not self.ppo_layers_tuple():
+            raise ConfigError(f"'ppo_layers' must be comma-separated positive widths such as 256,256,128,64; got {self.ppo_layers!r}.")
         self.require_at_least(0, "real_every")
         self.require_positive("sigma0", "ppo_clip", "ppo_learning_rate", "task_timeout")
         self.require_fraction("done_threshold")
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"'{name}' must be between 0 and 1; got {getattr(self, name)}.")
+
+
+    def ppo_layers_tuple(self) -> tuple[int, ...]:
+        """`ppo_layers` as widths; empty if it is not a list of positive integers."""
+        try:
+            widths = tuple(int(part) for part in self.ppo_layers.split(","))
+        except ValueError:
+            return ()
+        return widths if widths and min(widths) > 0 else ()
 
 
 def default_out(config: TrainControllerConfig) -> str:
@@ -391,7 +402,7 @@ def train_ppo(setting: Setting, out: Path, fingerprint: str, force: bool) -> tup
     keras.utils.set_random_seed(seed)
     discrete = layout.discrete
     model = build_actor_critic(input_dim=layout.input_dim, actions=layout.action_dim if discrete else layout.outputs,
-                               discrete=discrete, hidden=config.ppo_hidden)
+                               discrete=discrete, hidden=config.ppo_layers_tuple())
     optimizer = keras.optimizers.Adam(config.ppo_learning_rate, clipnorm=0.5)
     checkpoint, _, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
     dreams = DreamVector(setting.dream, keys_from_seeds(seed, [(PPO_DREAMS, i) for i in range(config.ppo_dreams)]))

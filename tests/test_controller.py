@@ -239,7 +239,7 @@ def test_policy_log_probability_and_entropy(discrete):
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
-    model = build_actor_critic(input_dim=4, actions=3, discrete=discrete, hidden=8)
+    model = build_actor_critic(input_dim=4, actions=3, discrete=discrete, hidden=(8,))
     output = tf.constant(np.random.default_rng(1).normal(size=(5, 3)), tf.float32)
     if discrete:
         action = tf.constant([0, 2, 1, 1, 0])

@@ -1,5 +1,7 @@
 """PPO (Schulman et al. 2017) for a controller trained inside the dream, as in the seed document on
-PPO with a learned world model: an actor-critic on the controller's input x = [z, h] (or [z, c, h]).
+PPO with a learned world model: an actor-critic on the controller's input x = [z, h] (or [z, c, h]),
+by default with that document's actor widths 256-256-128-64 (its critic's attention layer is left
+out: the input is one vector, not a sequence).
 
 Symbols (per step t of one dream):
     r_t       reward; d_t = 1 if the dream ended after step t (then s_{t+1} is the next dream's start)
@@ -51,22 +53,17 @@ def clipped_surrogate(log_prob: Any, old_log_prob: Any, advantages: Any, clip: f
 
 @keras.saving.register_keras_serializable(package="wm")
 class ActorCritic(keras.Model):
-    """Separate actor and critic MLPs (tanh) on the controller's input x [batch, inputs]."""
+    """Separate actor and critic MLPs (tanh layers of the given widths) on the controller's input x [batch, inputs]."""
 
-    def __init__(self, input_dim: int, actions: int, discrete: bool, hidden: int = 64, **kwargs: Any):
+    def __init__(self, input_dim: int, actions: int, discrete: bool, hidden: tuple[int, ...] = (256, 256, 128, 64), **kwargs: Any):
         super().__init__(**kwargs)
-        self.input_dim, self.actions, self.discrete, self.hidden = input_dim, actions, discrete, hidden
+        self.input_dim, self.actions, self.discrete, self.hidden = input_dim, actions, discrete, tuple(int(h) for h in hidden)
 
         def mlp(outputs: int, name: str, scale: float) -> Any:
-            return keras.Sequential(
-                [
-                    keras.Input((input_dim,)),
-                    keras.layers.Dense(hidden, activation="tanh", kernel_initializer=keras.initializers.Orthogonal(math.sqrt(2))),
-                    keras.layers.Dense(hidden, activation="tanh", kernel_initializer=keras.initializers.Orthogonal(math.sqrt(2))),
-                    keras.layers.Dense(outputs, kernel_initializer=keras.initializers.Orthogonal(scale)),
-                ],
-                name=name,
-            )
+            layers = [keras.Input((input_dim,))]
+            layers += [keras.layers.Dense(width, activation="tanh", kernel_initializer=keras.initializers.Orthogonal(math.sqrt(2))) for width in self.hidden]
+            layers.append(keras.layers.Dense(outputs, kernel_initializer=keras.initializers.Orthogonal(scale)))
+            return keras.Sequential(layers, name=name)
 
         self.actor = mlp(actions, "actor", 0.01)
         self.critic = mlp(1, "critic", 1.0)
@@ -99,7 +96,7 @@ class ActorCritic(keras.Model):
         return tf.argmax(output, axis=-1, output_type=tf.int32) if self.discrete else output
 
     def get_config(self) -> dict[str, Any]:
-        return {"input_dim": self.input_dim, "actions": self.actions, "discrete": self.discrete, "hidden": self.hidden}
+        return {"input_dim": self.input_dim, "actions": self.actions, "discrete": self.discrete, "hidden": list(self.hidden)}
 
 
 def build_actor_critic(**config: Any) -> ActorCritic:
