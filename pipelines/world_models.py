@@ -103,7 +103,7 @@ DOOM_TAKECOVER = Recipe(
 _CARRACING = _chain(
     "carracing",
     {"latent_dim": 32},
-    {"units": 256},
+    {"units": 256, "done_head": False, "reward_head": False},  # the paper's CarRacing MDN-RNN: no extra heads
     {"dream": False},
 )
 
