@@ -85,9 +85,9 @@ DOOM_TAKECOVER = Recipe(
         # The README's learning result: 1,000 random episodes, then everything within three hours on 2 cores.
         "cpu-3h": {
             "rollout": {"episodes": 1000},
-            "train-vae": {"epochs": 3},
+            "train-vae": {"epochs": 2},
             "train-mdnrnn": {"epochs": 20},
-            "train-controller": {"generations": 150},
+            "train-controller": {"generations": 100},
             "evaluate": {"episodes": 100},
         },
         "paper": {
