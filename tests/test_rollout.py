@@ -147,7 +147,9 @@ def test_sigkilled_run_leaves_no_output_and_resumes(tmp_path):
 def test_ctrl_c_keeps_finished_episodes_and_exits_130(tmp_path):
     out = tmp_path / "interrupted.h5"
     partial = partial_path(out)
-    process = _start_rollout(out, 60)
+    # Many episodes: on a loaded machine the reader can miss the first commits, and a run of 60 short
+    # episodes may then finish (about 7 s) before the interrupt arrives.
+    process = _start_rollout(out, 1000)
     _wait_for_episodes(process, partial, 2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
