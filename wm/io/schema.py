@@ -119,7 +119,11 @@ SCHEMAS: dict[str, KindSchema] = {
         required_datasets=("episode/return", "episode/length", "episode/seed", "dream/return"),
         required_attributes=("env_id", "mean_return", "std_return"),
     ),
-    "dreamer": KindSchema(version=1),
+    "dreamer": KindSchema(
+        version=1,
+        required_datasets=("agent/00000", "history/eval_return_mean", "history/episode_return"),
+        required_attributes=("env_id", "observation_space_json", "action_space_json", "agent_shape_json", "learning_json"),
+    ),
 }
 
 

@@ -1,0 +1,219 @@
+"""Stage `train-dreamer`: a Dreamer agent learned online (DreamerV2; Dreamer with `--latent gaussian`).
+
+    wm train-dreamer --env CartPole-v1 --preset cartpole --out artifacts/dreamer-cartpole/dreamer.h5
+
+The loop: `prefill_steps` steps of the random policy (or the episodes of `--prefill R.h5`), then the actor
+acts and every `train_every` environment steps one update trains the world model on replayed
+sequence windows and the actor-critic in its imagination (`wm.dreamer.agent`). Finished episodes
+are appended to the replay, an HDF5 file of the rollouts layout in `<out stem>.ckpt/replay.h5`,
+which windows are read from without loading it. Every `eval_every` steps the actor's most likely
+actions are scored over `eval_episodes` episodes with their own seeds.
+
+Checkpoints (`<out stem>.ckpt/checkpoint.h5`: every network, optimizer, counter and the history)
+are written at episode ends, every `checkpoint_seconds`; the same command after a kill goes on from
+the last one, dropping the replay's episodes after it. Every random draw is a function of (seed,
+counter), so the resumed run is the one that was killed. At the end the agent goes to `out`
+(kind `dreamer`) and the replay to `<out stem>.replay.h5` (kind `replay`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from wm.config import StageConfig, config_to_json, option
+from wm.errors import ArtifactError, ConfigError, Interrupted
+from wm.stage import Stage, StageResult, log, prepare_output
+
+STAGE_NAME = "train-dreamer"
+STAGE_VERSION = 1
+
+# The networks' sizes (AgentShape fields) and the learning rules (Learning fields) a config carries.
+SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layers", "cnn_depth")
+LEARNING_FIELDS = (
+    "model_lr", "actor_lr", "critic_lr", "grad_clip", "kl_alpha", "kl_free", "kl_scale", "discount_scale",
+    "gamma", "lambda_", "horizon", "rho", "eta", "target_every",
+)
+
+
+@dataclass(frozen=True)
+class TrainDreamerConfig(StageConfig):
+    """Settings of `wm train-dreamer` (defaults: DreamerV2's, Atari column, on 64x64 images)."""
+
+    env: str = option("CartPole-v1", "Environment: a wm name (doom-takecover, carracing, fake-pixels) or a gymnasium id.")
+    steps: int = option(50_000, "Environment steps in total, prefill included.")
+    max_steps: int = option(0, "Episode step limit; 0: the environment's own.")
+    prefill_steps: int = option(1000, "Steps of the random policy before training starts (DreamerV2: 50k Atari, 1k DMC). With --prefill R.h5 its episodes are used instead.")
+    train_every: int = option(5, "Environment steps per training update (DreamerV2: 16 Atari, 5 DMC).")
+    batch_size: int = option(16, "Sequence windows per update (DreamerV2: 16).")
+    sequence_length: int = option(50, "Steps per window (DreamerV2: 50).")
+    latent: str = option("categorical", "Stochastic state: DreamerV2's categoricals or Dreamer's Gaussian.", choices=("categorical", "gaussian"))
+    deter: int = option(600, "GRU units of the deterministic state h (DreamerV2: 600 Atari, 200 DMC).")
+    stoch: int = option(32, "Categorical variables (or Gaussian dimensions) of z (DreamerV2: 32).")
+    classes: int = option(32, "Classes per categorical variable (DreamerV2: 32).")
+    hidden: int = option(600, "Hidden units inside the RSSM.")
+    units: int = option(400, "Units of each MLP layer (encoder/decoder for vectors, heads, actor, critic; DreamerV2: 400).")
+    layers: int = option(4, "Layers of each MLP (DreamerV2: 4).")
+    cnn_depth: int = option(48, "Depth of the first convolution for images (DreamerV2: 48).")
+    model_lr: float = option(2e-4, "World-model learning rate (DreamerV2: 2e-4 Atari, 3e-4 DMC).")
+    actor_lr: float = option(4e-5, "Actor learning rate (DreamerV2: 4e-5 Atari, 8e-5 DMC).")
+    critic_lr: float = option(1e-4, "Critic learning rate (DreamerV2: 1e-4 Atari, 8e-5 DMC).")
+    grad_clip: float = option(100.0, "Global gradient-norm clip of each optimizer (DreamerV2: 100).")
+    kl_alpha: float = option(0.8, "KL balancing: the prior's share of the KL gradient (DreamerV2: 0.8).")
+    kl_free: float = option(0.0, "Free nats: each KL term's batch mean is floored here (DreamerV2: 0 Atari, 1 DMC).")
+    kl_scale: float = option(0.1, "Weight of the KL loss (DreamerV2: 0.1 Atari, 1.0 DMC).")
+    discount_scale: float = option(1.0, "Weight of the discount (episode continues) loss.")
+    gamma: float = option(0.999, "Discount factor (DreamerV2: 0.999 Atari, 0.99 DMC).")
+    lambda_: float = option(0.95, "lambda of the lambda-returns (DreamerV2: 0.95).")
+    horizon: int = option(15, "Imagination horizon H (DreamerV2: 15).")
+    rho: float = option(1.0, "Actor gradient mix: 1 REINFORCE, 0 dynamics backpropagation (DreamerV2: 1 Atari, 0 DMC).")
+    eta: float = option(1e-3, "Entropy bonus of the actor (DreamerV2: 1e-3 Atari, 1e-4 DMC).")
+    target_every: int = option(100, "Updates between hard copies of the critic into the target critic (DreamerV2: 100).")
+    eval_every: int = option(5000, "Environment steps between evaluations.")
+    eval_episodes: int = option(10, "Episodes per evaluation (the actor's most likely actions, fresh seeds).")
+    compression: str = option("lzf", "Compression of the replay's datasets.", choices=("lzf", "gzip", "none"))
+    checkpoint_seconds: float = option(120.0, "Checkpoint at the first episode end after this many seconds.", fingerprint=False)
+
+    PRESETS = {
+        # Tests: a few hundred steps, networks of a few thousand weights.
+        "tiny": {
+            "steps": 300, "prefill_steps": 100, "train_every": 10, "batch_size": 4, "sequence_length": 10,
+            "deter": 16, "stoch": 4, "classes": 4, "hidden": 16, "units": 16, "layers": 1, "cnn_depth": 4,
+            "horizon": 5, "eval_every": 150, "eval_episodes": 2, "target_every": 5,
+        },
+        # Vector tasks: DreamerV2's DMC column with small networks (a 2-core CPU).
+        "cartpole": {
+            "env": "CartPole-v1", "steps": 50_000, "prefill_steps": 1000, "train_every": 5, "deter": 128, "hidden": 128,
+            "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
+            "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 1.0, "eta": 1e-3, "eval_every": 2500,
+        },
+        "pendulum": {
+            "env": "Pendulum-v1", "steps": 30_000, "prefill_steps": 1000, "train_every": 5, "deter": 128, "hidden": 128,
+            "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
+            "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 0.0, "eta": 1e-4, "eval_every": 2000,
+        },
+        "doom-takecover": {"env": "doom-takecover", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 32, "steps": 100_000, "prefill_steps": 5000, "train_every": 16},
+        "carracing": {"env": "carracing", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 32, "steps": 100_000, "prefill_steps": 5000, "train_every": 5, "rho": 0.0, "eta": 1e-4, "gamma": 0.99},
+        "paper": {},
+    }
+
+    def validate(self) -> None:
+        self.require_at_least(1, "steps", "train_every", "batch_size", "sequence_length", "deter", "stoch", "hidden",
+                              "units", "horizon", "target_every", "eval_every", "eval_episodes")
+        self.require_at_least(0, "max_steps", "prefill_steps", "layers")
+        self.require_at_least(2, "classes")
+        self.require_positive("model_lr", "actor_lr", "critic_lr", "grad_clip", "cnn_depth")
+        for name in ("kl_alpha", "rho", "lambda_"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"'{name}' must lie in [0, 1]; got {getattr(self, name)}.")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"'gamma' must lie in (0, 1]; got {self.gamma}.")
+
+
+def default_out(config: TrainDreamerConfig) -> str:
+    return "artifacts/dreamer.h5"
+
+
+def agent_shape_for(config: TrainDreamerConfig, observation_space: Any, action_space: Any, env: str) -> Any:
+    """The AgentShape for an environment's spaces; ConfigError if no network here can take them."""
+    import gymnasium.spaces as spaces
+
+    from wm.dreamer.agent import AgentShape
+    from wm.envs.spaces import is_image_space
+
+    if is_image_space(observation_space):
+        if tuple(observation_space.shape) != (64, 64, 3):
+            raise ConfigError(f"{env} gives {observation_space.shape} images; the CNN encoder takes 64x64x3 frames.")
+        image, observation_dim = True, 0
+    elif isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1:
+        image, observation_dim = False, int(observation_space.shape[0])
+    else:
+        raise ConfigError(f"{env} has the observation space {observation_space}, which neither network takes: "
+                          "the CNN takes 64x64x3 uint8 frames and the MLP flat vectors.")
+    if isinstance(action_space, spaces.Discrete):
+        action_kind, action_dim = "categorical", int(action_space.n)
+    elif isinstance(action_space, spaces.Box) and len(action_space.shape) == 1 and np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)):
+        action_kind, action_dim = "bounded", int(action_space.shape[0])
+    else:
+        raise ConfigError(f"{env} has the action space {action_space}, which the actor cannot take: "
+                          "it needs Discrete or a bounded one-dimensional Box.")
+    sizes = {name: getattr(config, name) for name in SHAPE_FIELDS}
+    return AgentShape(image=image, observation_dim=observation_dim, action_dim=action_dim, action_kind=action_kind, **sizes)
+
+
+def learning_for(config: TrainDreamerConfig) -> Any:
+    """The Learning rules of a config."""
+    from wm.dreamer.agent import Learning
+
+    return Learning(**{name: getattr(config, name) for name in LEARNING_FIELDS})
+
+
+def run(
+    config: TrainDreamerConfig,
+    *,
+    out: str | Path,
+    seed: int,
+    inputs: Mapping[str, str | Path | None],
+    force: bool = False,
+) -> StageResult:
+    """Train a Dreamer agent online in `config.env` and write the `dreamer` artifact `out`."""
+    from wm.envs import check_env_name, make_env
+    from wm.envs.spaces import space_to_json
+    from wm.io.artifact import open_artifact
+
+    out = Path(out)
+    check_env_name(config.env)
+    refs, prefill = [], None
+    if inputs.get("prefill") is not None:
+        prefill = open_artifact(inputs["prefill"], ("rollouts", "replay"))
+        refs.append(prefill.input_ref("prefill"))
+    env = make_env(config.env, config.max_steps or None)
+    try:
+        shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
+        spaces_json = (space_to_json(env.observation_space), space_to_json(env.action_space))
+        if prefill is not None and (prefill.attr("env_id") != config.env or (prefill.attr("observation_space_json"), prefill.attr("action_space_json")) != spaces_json):
+            raise ArtifactError(f"--prefill {prefill.path} was recorded in {prefill.attr('env_id')} with other spaces; "
+                                f"it cannot fill the replay of {config.env}.")
+        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, refs, seed, out, force)
+        if up_to_date:
+            return StageResult(out, fingerprint, "up-to-date")
+        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+        from wm.dreamer.online import OnlineRun
+
+        root_attributes = {
+            "stage": STAGE_NAME, "seed": seed, "config_json": config_to_json(config), "inputs": refs, "fingerprint": fingerprint,
+            "extra": {
+                "env_id": config.env, "env_kwargs_json": json.dumps({}), "observation_space_json": spaces_json[0],
+                "action_space_json": spaces_json[1], "policy": "dreamer", "max_steps": int(config.max_steps),
+            },
+        }
+        online = OnlineRun(config, shape, learning_for(config), env, out, seed, fingerprint, root_attributes, prefill, force=force)
+        try:
+            online.train()
+        except KeyboardInterrupt:
+            raise Interrupted(f"Interrupted after {online.state.env_steps} environment steps; the checkpoint in "
+                              f"{online.checkpoint_folder} keeps the last finished episode: run the same command again to resume.") from None
+        online.write_artifacts()
+    finally:
+        env.close()
+        if prefill is not None:
+            prefill.close()
+    return StageResult(out, fingerprint, "written")
+
+
+STAGE = Stage(
+    name=STAGE_NAME,
+    run=run,
+    config_class=TrainDreamerConfig,
+    output_kind="dreamer",
+    version=STAGE_VERSION,
+    help="Train a Dreamer agent (RSSM world model + actor-critic in imagination) online in an environment.",
+    inputs={"prefill": "rollouts"},
+    optional_inputs=("prefill",),
+    input_help={"prefill": "Rollouts (or replay) of the same environment that fill the replay instead of the random prefill."},
+    default_out=default_out,
+)

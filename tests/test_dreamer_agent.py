@@ -1,0 +1,75 @@
+"""The Dreamer agent's update on small hand-made batches: it runs, is finite, and is seeded."""
+
+import numpy as np
+import pytest
+
+from wm.tfsetup import keras, tensorflow
+
+tf = tensorflow()
+keras = keras()
+
+from wm.dreamer.agent import Agent, AgentShape, Learning  # noqa: E402
+
+TINY = dict(deter=16, stoch=4, classes=4, hidden=16, units=16, layers=1, cnn_depth=4)
+
+
+def _batch(image, action_kind, b=2, length=6, action_dim=2, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = rng.integers(0, 256, (b, length, 64, 64, 3), dtype=np.uint8) if image else rng.normal(size=(b, length, 3)).astype(np.float32)
+    if action_kind == "categorical":
+        action = np.eye(action_dim, dtype=np.float32)[rng.integers(0, action_dim, (b, length))]
+    else:
+        action = rng.uniform(-1, 1, (b, length, action_dim)).astype(np.float32)
+    is_first = np.zeros((b, length), bool)
+    is_first[:, 0] = True
+    is_first[0, 3] = True
+    terminated = np.zeros((b, length), bool)
+    terminated[0, 2] = True
+    previous = np.concatenate([np.zeros_like(action[:, :1]), action[:, :-1]], axis=1) * (~is_first)[..., None]
+    has_next = np.concatenate([~is_first[:, 1:], np.zeros((b, 1), bool)], axis=1)
+    batch = {
+        "obs": obs, "action": action, "previous_action": previous.astype(np.float32),
+        "reward": rng.normal(size=(b, length)).astype(np.float32), "terminated": terminated,
+        "is_first": is_first, "has_next": has_next,
+    }
+    return {k: tf.constant(v) for k, v in batch.items()}
+
+
+def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4):
+    keras.utils.set_random_seed(seed)
+    shape = AgentShape(image=image, observation_dim=0 if image else 3, action_dim=2, action_kind=action_kind, latent=latent, **TINY)
+    return Agent(shape, Learning(horizon=5, target_every=2, model_lr=model_lr))
+
+
+@pytest.mark.parametrize("image,action_kind,latent", [(False, "categorical", "categorical"), (False, "bounded", "gaussian"), (True, "categorical", "categorical")])
+def test_updates_run_and_stay_finite(image, action_kind, latent):
+    agent = _agent(image, action_kind, latent)
+    batch = _batch(image, action_kind)
+    before = [v.numpy().copy() for v in agent.actor.trainable_variables]
+    for step in range(3):
+        metrics = agent.train_step(batch, tf.constant([0, step]))
+    assert all(np.isfinite(v.numpy()) for v in metrics.values())
+    assert agent.updates.numpy() == 3
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, agent.actor.trainable_variables))
+    # The target critic was copied at update 2 and is the critic of that moment, not of update 3.
+    assert not all(np.array_equal(t.numpy(), c.numpy()) for t, c in zip(agent.target_critic.variables, agent.critic.variables))
+
+
+def test_the_world_model_learns_a_fixed_batch():
+    agent = _agent(False, "categorical", model_lr=3e-3)
+    batch = _batch(False, "categorical")
+    first = agent.train_step(batch, tf.constant([0, 0]))["model/loss"].numpy()
+    for step in range(1, 60):
+        last = agent.train_step(batch, tf.constant([0, step]))["model/loss"].numpy()
+    assert last < 0.7 * first
+
+
+def test_same_seed_same_first_updates():
+    runs = []
+    for _ in range(2):
+        agent = _agent(False, "bounded", "gaussian", seed=7)
+        batch = _batch(False, "bounded")
+        runs.append([agent.train_step(batch, tf.constant([1, step])) for step in range(3)])
+    for a, b in zip(*runs):
+        for name in a:
+            np.testing.assert_array_equal(a[name].numpy(), b[name].numpy(), err_msg=name)

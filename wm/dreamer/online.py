@@ -1,0 +1,396 @@
+"""The online loop of `wm train-dreamer`: act, store finished episodes, update, evaluate, checkpoint.
+
+Folders beside the output `X/name.h5` (as for every training stage, `wm.training`):
+    X/name.ckpt/checkpoint.h5   networks, optimizers, counters, history (HDF5, no pickle)
+    X/name.ckpt/replay.h5       the replay: a rollouts-layout file that grows by committed episodes
+    X/name.logs/metrics.jsonl   losses and returns, keys `split/name`; TensorBoard beside it
+    X/name.logs/learning.png    evaluation and training returns over environment steps
+
+The checkpoint is taken at an episode end, so it and the replay agree; on resume the replay is cut
+back to the episodes the checkpoint counted. An episode in progress at a kill is played again.
+Every random draw is a function of (seed, stream, counter), so a resumed run is the killed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wm.errors import OutputExistsError, TrainingDiverged
+from wm.stage import log
+
+METRICS_EVERY_UPDATES = 100
+# Streams of the stateless seeds: (seed, stream, counter).
+TRAIN_STREAM, ACT_STREAM, EVAL_STREAM, SAMPLE_STREAM, PREFILL_STREAM, EPISODE_STREAM = 1, 2, 3, 4, 5, 6
+
+
+def stream_seed(seed: int, stream: int, counter: int) -> np.ndarray:
+    """A stateless TensorFlow seed [2] int32 for counter `counter` of stream `stream` of a run."""
+    words = np.random.SeedSequence(entropy=seed, spawn_key=(stream, counter)).generate_state(2, np.uint32)
+    return (words >> 1).astype(np.int32)
+
+
+def stream_rng(seed: int, stream: int, counter: int) -> np.random.Generator:
+    """A NumPy generator for counter `counter` of stream `stream` of a run."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stream, counter)))
+
+
+def env_action(action: np.ndarray, kind: str, low: Any, high: Any) -> Any:
+    """An agent action [A] (one-hot or in [-1, 1]) as the environment's (an index, or within [low, high])."""
+    if kind == "categorical":
+        return int(np.argmax(action))
+    return (low + (np.clip(action, -1.0, 1.0) + 1.0) / 2.0 * (high - low)).astype(np.float32)
+
+
+@dataclass
+class LoopState:
+    """Counters and history of an online run (the variables are saved beside it)."""
+
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0  # finished training episodes (= replay episodes)
+    replay_steps: int = 0
+    evaluations: int = 0
+    episode_history: list = dataclasses.field(default_factory=list)  # [env_steps, return, length]
+    eval_history: list = dataclasses.field(default_factory=list)  # {env_steps, updates, return_mean, ...}
+    metric_sums: dict = dataclasses.field(default_factory=dict)
+    metric_count: int = 0
+    seconds: float = 0.0  # wall time of the run, summed over resumed parts
+
+
+class OnlineRun:
+    """One `wm train-dreamer` run: its agent, environment, replay, counters and files."""
+
+    def __init__(self, config: Any, shape: Any, learning: Any, env: Any, out: Path, seed: int, fingerprint: str,
+                 root_attributes: dict[str, Any], prefill: Any, *, force: bool):
+        from wm.dreamer.agent import Agent
+        from wm.dreamer.replay import WindowSampler
+        from wm.envs.spaces import storage_layout
+        from wm.io.artifact import open_h5
+        from wm.io.rollouts import RolloutsWriter
+        from wm.tfsetup import keras, tensorflow
+        from wm.training import MetricsLog, run_folders
+
+        self.tf, keras = tensorflow(), keras()
+        self.config, self.shape, self.env, self.out, self.seed = config, shape, env, Path(out), seed
+        self.fingerprint, self.root_attributes, self.prefill = fingerprint, root_attributes, prefill
+        self.checkpoint_folder, self.log_folder = run_folders(self.out)
+        self.checkpoint_path = self.checkpoint_folder / "checkpoint.h5"
+        self.replay_path = self.checkpoint_folder / "replay.h5"
+        space = env.action_space
+        self.low = getattr(space, "low", None)
+        self.high = getattr(space, "high", None)
+
+        keras.utils.set_random_seed(seed)
+        self.agent = Agent(shape, learning)
+        self.state = LoopState()
+        resumed = self._load_checkpoint(force)
+        self.checkpoint_folder.mkdir(parents=True, exist_ok=True)
+        self.replay_file = open_h5(self.replay_path, "a" if resumed else "w")
+        if not resumed:
+            from wm.io.artifact import write_root_attributes
+
+            write_root_attributes(self.replay_file, kind="replay", **root_attributes)
+        layout = storage_layout(env.observation_space, env.action_space)
+        self.writer = RolloutsWriter(self.replay_file, **layout, compression=config.compression, image_obs=shape.image)
+        if resumed:
+            self._cut_replay_back()
+            log(f"Resuming from {self.checkpoint_path}: {self.state.env_steps} environment steps, {self.state.updates} updates.")
+        self.sampler = WindowSampler(self.replay_file, config.sequence_length, shape.action_kind, shape.action_dim, self.low, self.high)
+        self.metrics = MetricsLog(self.log_folder)
+        self._last_checkpoint = time.monotonic()
+
+    # ---- checkpoints ----
+
+    def _variable_groups(self) -> dict[str, list[Any]]:
+        agent = self.agent
+        return {
+            "agent": list(agent.weights),
+            "model_optimizer": list(agent.model_optimizer.variables),
+            "actor_optimizer": list(agent.actor_optimizer.variables),
+            "critic_optimizer": list(agent.critic_optimizer.variables),
+        }
+
+    def _load_checkpoint(self, force: bool) -> bool:
+        from wm.io.artifact import open_h5
+        from wm.training import load_variables
+
+        if not self.checkpoint_path.exists():
+            if self.checkpoint_folder.exists():
+                shutil.rmtree(self.checkpoint_folder)  # a replay without a checkpoint: nothing to resume from
+            return False
+        try:
+            with open_h5(self.checkpoint_path) as f:
+                found = f.attrs.get("fingerprint")
+                found = found.decode() if isinstance(found, bytes) else found
+                if found != self.fingerprint:
+                    if not force:
+                        raise OutputExistsError(
+                            f"{self.checkpoint_folder} holds an unfinished training run with other settings or inputs; "
+                            "run that command again to resume it, or pass --force to discard it."
+                        )
+                    shutil.rmtree(self.checkpoint_folder)
+                    return False
+                for name, variables in self._variable_groups().items():
+                    load_variables(f[name], variables, f"checkpoint {self.checkpoint_path}")
+                self.state = LoopState(**json.loads(f.attrs["state_json"]))
+                self.agent.updates.assign(self.state.updates)
+                return True
+        except (OSError, KeyError, ValueError) as exc:
+            if force:
+                shutil.rmtree(self.checkpoint_folder)
+                return False
+            raise OutputExistsError(f"{self.checkpoint_path} cannot be resumed ({exc}); pass --force to discard it and start again.") from None
+
+    def _cut_replay_back(self) -> None:
+        """Drop the replay's episodes after the checkpoint (the run goes on from there)."""
+        from wm.io.rollouts import COMMITTED_EPISODES, COMMITTED_STEPS
+
+        if self.writer.episodes < self.state.episodes:
+            raise OutputExistsError(f"{self.replay_path} holds fewer episodes than {self.checkpoint_path} counted; "
+                                    "pass --force to discard both and start again.")
+        self.replay_file.attrs[COMMITTED_EPISODES] = self.state.episodes
+        self.replay_file.attrs[COMMITTED_STEPS] = self.state.replay_steps
+        self.writer._truncate_to_commit()
+        self.replay_file.flush()
+
+    def save_checkpoint(self) -> None:
+        """Write networks, optimizers and counters atomically (a kill while saving keeps the previous one)."""
+        from wm.io.artifact import commit, open_h5
+        from wm.training import save_variables
+
+        self.state.updates = int(self.agent.updates.numpy())
+        temporary = self.checkpoint_folder / ".checkpoint.h5.tmp"
+        with open_h5(temporary, "w") as f:
+            f.attrs["fingerprint"] = self.fingerprint
+            f.attrs["state_json"] = json.dumps(dataclasses.asdict(self.state))
+            for name, variables in self._variable_groups().items():
+                save_variables(f.create_group(name), variables)
+        commit(temporary, self.checkpoint_path)
+        self._last_checkpoint = time.monotonic()
+
+    # ---- acting ----
+
+    def _new_actor_state(self, batch: int) -> tuple[dict[str, Any], Any]:
+        return self.agent.rssm.initial(batch), self.tf.zeros([batch, self.shape.action_dim])
+
+    def play_episode(self, env: Any, env_seed: int, policy: str, counter: int, random_policy: Any = None) -> dict[str, np.ndarray]:
+        """One episode with `policy` "random", "explore" (actor samples) or "greedy" (actor mode).
+
+        Training episodes ("random", "explore") update the agent every `train_every` environment steps.
+        """
+        from wm.io.rollouts import Episode  # noqa: F401
+
+        tf = self.tf
+        observation, _ = env.reset(seed=env_seed)
+        if random_policy is not None:
+            random_policy.reset(stream_rng(self.seed, 7, counter))
+        state, previous = self._new_actor_state(1)
+        stream = EVAL_STREAM if policy == "greedy" else ACT_STREAM
+        steps: dict[str, list] = {"obs": [], "action": [], "reward": [], "terminated": [], "truncated": []}
+        training = policy != "greedy"
+        while True:
+            if policy == "random":
+                action = random_policy.act(observation)
+            else:
+                agent_action, state = self.agent.act(
+                    tf.constant(observation[None]), state, previous,
+                    tf.constant(stream_seed(self.seed, stream, counter * 100_000 + len(steps["obs"]))), policy == "explore",
+                )
+                previous = agent_action
+                action = env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
+            next_observation, reward, terminated, truncated, _ = env.step(action)
+            for key, value in (("obs", observation), ("action", action), ("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+                steps[key].append(value)
+            observation = next_observation
+            if training:
+                self.state.env_steps += 1
+                self._maybe_update()
+            if terminated or truncated:
+                break
+        return {key: np.asarray(values) for key, values in steps.items()}
+
+    # ---- learning ----
+
+    def _maybe_update(self) -> None:
+        config = self.config
+        if self.state.env_steps < config.prefill_steps or self.state.env_steps % config.train_every or not self.sampler.ready:
+            return
+        updates = int(self.agent.updates.numpy())
+        batch = self.sampler.sample(config.batch_size, stream_rng(self.seed, SAMPLE_STREAM, updates))
+        tf_batch = {key: self.tf.constant(value) for key, value in batch.items()}
+        metrics = self.agent.train_step(tf_batch, self.tf.constant(stream_seed(self.seed, TRAIN_STREAM, updates)))
+        values = {key: float(value) for key, value in metrics.items()}
+        bad = [key for key, value in values.items() if not np.isfinite(value)]
+        if bad:
+            raise TrainingDiverged(
+                f"{', '.join(bad)} became {values[bad[0]]} at update {updates + 1}; training stopped. The last good "
+                f"checkpoint is kept in {self.checkpoint_folder}: lower the learning rates or change the seed, and run again."
+            )
+        for key, value in values.items():
+            self.state.metric_sums[key] = self.state.metric_sums.get(key, 0.0) + value
+        self.state.metric_count += 1
+        if self.state.metric_count >= METRICS_EVERY_UPDATES:
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        if not self.state.metric_count:
+            return
+        row = {key: value / self.state.metric_count for key, value in self.state.metric_sums.items()}
+        row["train/updates"] = int(self.agent.updates.numpy())
+        self.metrics.write(row, self.state.env_steps)
+        self.state.metric_sums, self.state.metric_count = {}, 0
+
+    def evaluate(self) -> dict[str, float]:
+        """`eval_episodes` greedy episodes with seeds of their own; the row added to the history."""
+        from wm.episodes import episode_env_seed, purpose_seed
+
+        config, index = self.config, self.state.evaluations
+        returns, lengths = [], []
+        run_seed = purpose_seed(self.seed, EVAL_STREAM, index)
+        for episode in range(config.eval_episodes):
+            steps = self.play_episode(self.env, episode_env_seed(run_seed, episode), "greedy", (index << 10) + episode)
+            returns.append(float(steps["reward"].astype(np.float64).sum()))
+            lengths.append(len(steps["reward"]))
+        row = {
+            "env_steps": self.state.env_steps, "updates": int(self.agent.updates.numpy()),
+            "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+            "length_mean": float(np.mean(lengths)), "seconds": self.elapsed(),
+        }
+        self.state.eval_history.append(row)
+        self.state.evaluations += 1
+        self.metrics.write({"eval/return_mean": row["return_mean"], "eval/return_std": row["return_std"]}, self.state.env_steps)
+        return row
+
+    def elapsed(self) -> float:
+        return self.state.seconds + time.monotonic() - self._started
+
+    # ---- the loop ----
+
+    def train(self) -> None:
+        """Run until `steps` environment steps, then a last evaluation."""
+        from wm.episodes import episode_env_seed
+        from wm.io.rollouts import Episode, RolloutsReader
+        from wm.policies import PolicySpec, make_policy
+        from wm.progress import Progress
+
+        config = self.config
+        self._started = time.monotonic()
+        random_policy = make_policy(PolicySpec("random"), config.env, self.env.action_space)
+        if self.prefill is not None and self.state.episodes == 0:
+            reader = RolloutsReader(self.prefill)
+            for episode in reader.episodes():
+                self.writer.append(dataclasses.replace(episode, index=self.writer.episodes))
+            log(f"Replay filled with {reader.num_episodes} episodes ({reader.num_steps} steps) of {self.prefill.path}.")
+            self.state.episodes, self.state.replay_steps = self.writer.episodes, self.writer.steps
+            self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
+        prefill_steps = 0 if self.prefill is not None else config.prefill_steps
+        progress = Progress(config.steps, description=f"train-dreamer {config.env}", unit="steps", initial=self.state.env_steps)
+        try:
+            while self.state.env_steps < config.steps:
+                if self.state.env_steps >= (self.state.evaluations + 1) * config.eval_every and self.state.env_steps >= prefill_steps:
+                    row = self.evaluate()
+                    progress.write(f"evaluation at {row['env_steps']} steps ({row['updates']} updates): return "
+                                   f"{row['return_mean']:.1f} +- {row['return_std']:.1f} over {config.eval_episodes} episodes")
+                index = self.state.episodes
+                policy = "random" if self.state.env_steps < prefill_steps else "explore"
+                before = self.state.env_steps
+                steps = self.play_episode(self.env, episode_env_seed(self.seed, index), policy, index, random_policy)
+                episode = Episode(index, episode_env_seed(self.seed, index), steps["obs"], steps["action"],
+                                  steps["reward"].astype(np.float32), steps["terminated"], steps["truncated"])
+                self.writer.append(episode)
+                self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
+                self.state.episodes, self.state.replay_steps = self.writer.episodes, self.writer.steps
+                self.state.episode_history.append([self.state.env_steps, episode.total_return, episode.length])
+                progress.update(self.state.env_steps - before, postfix=f"return {episode.total_return:.1f}, {int(self.agent.updates.numpy())} updates")
+                if time.monotonic() - self._last_checkpoint >= config.checkpoint_seconds:
+                    self._save_with_time()
+            self._flush_metrics()
+            row = self.evaluate()
+            progress.write(f"final evaluation at {row['env_steps']} steps: return {row['return_mean']:.1f} +- {row['return_std']:.1f}")
+        finally:
+            progress.close()
+        self.state.seconds = self.elapsed()
+        self._started = time.monotonic()
+
+    def _save_with_time(self) -> None:
+        self.state.seconds = self.elapsed()
+        self._started = time.monotonic()
+        self.save_checkpoint()
+        self.plot()
+
+    def plot(self) -> None:
+        """learning.png: evaluation returns (mean +- std) and training episode returns over environment steps."""
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axis = plt.subplots(figsize=(7, 4))
+        if self.state.episode_history:
+            history = np.asarray(self.state.episode_history, dtype=np.float64)
+            axis.plot(history[:, 0], history[:, 1], ".", alpha=0.3, markersize=3, label="training episodes")
+        if self.state.eval_history:
+            steps = [row["env_steps"] for row in self.state.eval_history]
+            mean = np.array([row["return_mean"] for row in self.state.eval_history])
+            std = np.array([row["return_std"] for row in self.state.eval_history])
+            axis.plot(steps, mean, "o-", label="evaluation (mode of the actor)")
+            axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        axis.set_xlabel("environment steps")
+        axis.set_ylabel("return")
+        axis.set_title(f"wm train-dreamer {self.config.env}")
+        axis.legend()
+        fig.tight_layout()
+        self.log_folder.mkdir(parents=True, exist_ok=True)
+        path = self.log_folder / "learning.png"
+        temporary = path.parent / f".{path.name}.tmp.png"
+        fig.savefig(temporary, dpi=90)
+        plt.close(fig)
+        os.replace(temporary, path)
+
+    # ---- the artifacts ----
+
+    def write_artifacts(self) -> None:
+        """The `dreamer` artifact at `out` and the finished replay at `<out stem>.replay.h5`; then the checkpoint goes."""
+        from wm.io.artifact import commit, write_root_attributes, writing_artifact
+        from wm.training import save_variables
+
+        self.plot()
+        self.writer.finish()
+        self.replay_file.close()
+        replay_out = self.out.parent / f"{self.out.stem}.replay.h5"
+        commit(self.replay_path, replay_out)
+        state = self.state
+        with writing_artifact(self.out) as f:
+            attributes = dict(self.root_attributes)
+            extra = dict(attributes.pop("extra"))
+            final = state.eval_history[-1]
+            extra.update({
+                "agent_shape_json": json.dumps(dataclasses.asdict(self.shape)),
+                "learning_json": json.dumps(dataclasses.asdict(self.agent.learning)),
+                "env_steps": state.env_steps, "updates": int(self.agent.updates.numpy()), "train_seconds": state.seconds,
+                "final_return_mean": final["return_mean"], "final_return_std": final["return_std"],
+                "replay_path": replay_out.name,
+            })
+            write_root_attributes(f, kind="dreamer", extra=extra, **attributes)
+            save_variables(f.create_group("agent"), self.agent.weights)
+            for key in ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds"):
+                f.create_dataset(f"history/eval_{key}", data=np.array([row[key] for row in state.eval_history], dtype=np.float64))
+            episodes = np.asarray(state.episode_history, dtype=np.float64).reshape(-1, 3)
+            f.create_dataset("history/episode_env_steps", data=episodes[:, 0])
+            f.create_dataset("history/episode_return", data=episodes[:, 1])
+            f.create_dataset("history/episode_length", data=episodes[:, 2])
+            f.attrs["history_json"] = json.dumps(state.eval_history)
+        shutil.rmtree(self.checkpoint_folder, ignore_errors=True)
+        log(f"Wrote {self.out}: {state.env_steps} environment steps, {int(self.agent.updates.numpy())} updates in "
+            f"{state.seconds / 60:.1f} min; final evaluation {final['return_mean']:.1f} +- {final['return_std']:.1f}; "
+            f"replay in {replay_out}, curves in {self.log_folder / 'learning.png'}.")
