@@ -1,0 +1,102 @@
+"""`wm train-dreamer` end to end on the tiny preset: artifacts, resume after SIGKILL, determinism, bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import error_line, fails_cleanly, read_all, run_wm, sigkill_when
+
+
+def _train(tmp_path, name, *extra, env="CartPole-v1"):
+    out = tmp_path / name
+    result = run_wm("train-dreamer", "--env", env, "--preset", "tiny", "--out", str(out), *extra)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "fake-pixels", "Pendulum-v1"])
+def test_tiny_run_writes_the_agent_the_replay_and_the_curves(tmp_path, env):
+    out = _train(tmp_path, "dreamer.h5", env=env)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["wm_kind"] == "dreamer" and f.attrs["env_id"] == env
+        assert f.attrs["env_steps"] >= 300 and f.attrs["updates"] > 0
+        assert len(f["history/eval_return_mean"]) == 2  # after 150 steps, and the final one
+        assert f["history/eval_env_steps"][-1] == f.attrs["env_steps"]
+        shape = json.loads(f.attrs["agent_shape_json"])
+        assert shape["image"] == (env == "fake-pixels")
+    replay = tmp_path / "dreamer.replay.h5"
+    with h5py.File(replay, "r") as f:
+        assert f.attrs["wm_kind"] == "replay" and "partial_committed_episodes" not in f.attrs
+        assert f["reward"].shape[0] == f["episode/length"][:].sum()
+        assert f["reward"].shape[0] >= 300
+    assert (tmp_path / "dreamer.logs" / "learning.png").exists()
+    assert (tmp_path / "dreamer.logs" / "metrics.jsonl").exists()
+    assert not (tmp_path / "dreamer.ckpt").exists()
+    inspected = run_wm("inspect", str(replay))
+    assert inspected.returncode == 0, inspected.stderr
+
+
+def test_same_seed_same_agent(tmp_path):
+    a = read_all(_train(tmp_path / "a", "dreamer.h5"))
+    b = read_all(_train(tmp_path / "b", "dreamer.h5"))
+    for name in a:
+        if "seconds" not in name:  # wall times
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_sigkilled_run_resumes_to_the_same_agent(tmp_path):
+    fresh = read_all(_train(tmp_path / "fresh", "dreamer.h5", "--checkpoint-seconds", "0"))
+    out = tmp_path / "killed" / "dreamer.h5"
+    checkpoint = tmp_path / "killed" / "dreamer.ckpt" / "checkpoint.h5"
+
+    def far_enough():
+        try:
+            with h5py.File(checkpoint, "r") as f:
+                return json.loads(f.attrs["state_json"])["updates"] >= 3
+        except (OSError, KeyError):
+            return False
+
+    args = ["train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--checkpoint-seconds", "0", "--out", str(out)]
+    sigkill_when(args, far_enough)
+    assert not out.exists()
+    result = run_wm(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Resuming from" in result.stderr
+    resumed = read_all(out)
+    for name in fresh:
+        if "seconds" not in name:  # wall times
+            np.testing.assert_array_equal(resumed[name], fresh[name], err_msg=name)
+
+
+def test_an_observation_space_no_network_takes(tmp_path):
+    message = fails_cleanly(tmp_path, "train-dreamer", "--env", "FrozenLake-v1", "--preset", "tiny")
+    assert "neither network takes" in message
+
+
+def test_a_prefill_from_another_environment(tmp_path):
+    rollouts = tmp_path / "pixels.h5"
+    assert run_wm("rollout", "--env", "fake-pixels", "--episodes", "2", "--max-steps", "20", "--backend", "serial", "--out", str(rollouts)).returncode == 0
+    message = fails_cleanly(tmp_path, "train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--prefill", str(rollouts))
+    assert "cannot fill the replay of CartPole-v1" in message
+
+
+def test_resuming_with_other_network_shapes_is_refused(tmp_path):
+    out = tmp_path / "dreamer.h5"
+    checkpoint = tmp_path / "dreamer.ckpt" / "checkpoint.h5"
+    args = ["train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--checkpoint-seconds", "0", "--out", str(out)]
+    sigkill_when(args, checkpoint.exists)
+    result = run_wm(*args, "--deter", "32")
+    assert result.returncode == 2
+    assert "unfinished training run with other settings" in error_line(result)
+    assert checkpoint.exists()
+
+
+def test_a_diverging_loss_stops_and_names_the_loss(tmp_path):
+    out = tmp_path / "dreamer.h5"
+    result = run_wm("train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--model-lr", "1e30", "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    line = error_line(result)
+    assert "became" in line and "training stopped" in line
+    assert not out.exists()
