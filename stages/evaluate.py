@@ -1,6 +1,8 @@
-"""Stage `evaluate`: a trained controller scored the paper's way, in the real environment, with fresh seeds.
+"""Stage `evaluate`: a trained controller (or Dreamer agent) scored the paper's way, in the real environment, with fresh seeds.
 
     wm evaluate --controller controller.h5 --episodes 100 --out eval.h5 --video best.gif
+    wm evaluate --dreamer dreamer.h5 --episodes 100 --out eval.h5                  # the actor's most likely actions
+    wm evaluate --dreamer dreamer.h5 --planner cem --episodes 10 --out planet.h5   # PlaNet's planner on its world model
 
 Runs `episodes` real episodes in parallel over the executor, with environment seeds drawn for
 evaluation only and checked against every seed the controller met in training (`training_env_seeds`),
@@ -44,11 +46,18 @@ class EvaluateConfig(StageConfig):
     backend: str = option("process", "Where episodes run: process, serial or ray.", choices=("process", "serial", "ray"), fingerprint=False)
     ray_address: Optional[str] = option(None, "Address of a running Ray cluster for --backend ray.", fingerprint=False)
     task_timeout: float = option(1800.0, "Seconds without any episode finishing after which the workers are declared hung.", fingerprint=False)
+    planner: str = option("actor", "Dreamer agents: act with the actor's most likely action, or plan with the cross-entropy method over the world model (PlaNet).", choices=("actor", "cem"))
+    cem_horizon: int = option(12, "CEM planning horizon (PlaNet: 12).")
+    cem_iterations: int = option(10, "CEM refits per step (PlaNet: 10).")
+    cem_candidates: int = option(1000, "CEM action sequences per refit (PlaNet: 1000).")
+    cem_top: int = option(100, "CEM elites the distribution is refit to (PlaNet: 100).")
 
     PRESETS = {"tiny": {"episodes": 3, "dream_episodes": 4, "max_steps": 40}, "demo": {"episodes": 24}, "paper": {"episodes": 100}}
 
     def validate(self) -> None:
-        self.require_at_least(1, "episodes", "max_steps", "workers", "video_every")
+        self.require_at_least(1, "episodes", "max_steps", "workers", "video_every", "cem_horizon", "cem_iterations", "cem_top")
+        if self.cem_candidates < self.cem_top:
+            raise ConfigError(f"'cem_candidates' ({self.cem_candidates}) must be at least 'cem_top' ({self.cem_top}).")
         self.require_at_least(0, "dream_episodes")
         self.require_positive("task_timeout")
         if self.temperature is not None and self.temperature <= 0:
@@ -84,27 +93,36 @@ def run(
     inputs: Mapping[str, str | Path],
     force: bool = False,
 ) -> StageResult:
-    """Score `inputs['controller']` over real episodes (and dreams) and write the `evaluation` artifact `out`."""
+    """Score `inputs['controller']` (or `inputs['dreamer']`) over real episodes (and dreams) and write the `evaluation` artifact `out`."""
     from wm.controllers import dream_rules_of, layout_of
     from wm.envs import default_max_steps
+    from wm.errors import UsageError
     from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
 
     out = Path(out)
-    controller_path = str(inputs["controller"])
-    with open_artifact(controller_path, "controller") as controller:
+    given = [name for name in ("controller", "dreamer") if inputs.get(name) is not None]
+    if len(given) != 1:
+        raise UsageError("Give exactly one of --controller C.h5 and --dreamer D.h5.")
+    kind = given[0]
+    controller_path = str(inputs[kind])
+    rules = layout = None
+    with open_artifact(controller_path, kind) as controller:
         env_id = controller.attr("env_id")
-        ref = controller.input_ref("controller")
+        ref = controller.input_ref(kind)
         avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
-        rules = dream_rules_of(controller)
-        layout = layout_of(controller)
-        algo = controller.attr("algo")
+        if kind == "controller":
+            rules = dream_rules_of(controller)
+            layout = layout_of(controller)
+            algo = controller.attr("algo")
+        else:
+            algo = "dreamer" if config.planner == "actor" else "planet-cem"
     if config.max_steps is None:
         config = dataclasses.replace(config, max_steps=default_max_steps(env_id))
     fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [ref], seed, out, force)
     if up_to_date:
         if config.video:
             with open_artifact(out, "evaluation") as evaluation:
-                _write_video(config, controller_path, env_id, evaluation.attr("run_seed"), evaluation.file["episode/index"][:],
+                _write_video(config, kind, controller_path, env_id, evaluation.attr("run_seed"), evaluation.file["episode/index"][:],
                              evaluation.file["episode/return"][:])
         return StageResult(out, fingerprint, "up-to-date")
     log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
@@ -112,10 +130,9 @@ def run(
 
     from wm.episodes import EpisodeTask, run_episode
     from wm.parallel import make_executor
-    from wm.policies import PolicySpec
     from wm.progress import Progress
 
-    spec = PolicySpec("controller", {"controller": controller_path, "params": config.params, "z_mode": config.z_mode})
+    spec = _policy_spec(config, kind, controller_path)
     tasks = [EpisodeTask(env_id, int(config.max_steps), spec, run_seed, index, dict(config.env_kwargs), record_frames=False) for index in indices]
     returns, lengths, env_seeds = [], [], []
     progress = Progress(len(tasks), description=f"evaluate {env_id}", unit="ep", secondary_unit="frames")
@@ -162,8 +179,19 @@ def run(
     print(evaluation_sentence(out), flush=True)
     log(f"Wrote {out}.")
     if config.video:
-        _write_video(config, controller_path, env_id, run_seed, np.asarray(indices), returns)
+        _write_video(config, kind, controller_path, env_id, run_seed, np.asarray(indices), returns)
     return StageResult(out, fingerprint, "written")
+
+
+def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:
+    """How a worker acts with the evaluated artifact: a controller through its V and M, or a Dreamer agent."""
+    from wm.policies import PolicySpec
+
+    if kind == "dreamer":
+        return PolicySpec("dreamer", {"dreamer": path, "planner": config.planner, "cem_horizon": config.cem_horizon,
+                                      "cem_iterations": config.cem_iterations, "cem_candidates": config.cem_candidates,
+                                      "cem_top": config.cem_top})
+    return PolicySpec("controller", {"controller": path, "params": config.params, "z_mode": config.z_mode})
 
 
 def _dream_scores(controller_path: str, layout: Any, rules: Any, temperature: float, config: EvaluateConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,15 +210,14 @@ def _dream_scores(controller_path: str, layout: Any, rules: Any, temperature: fl
     return run_dreams(keys_from_seeds(seed, [(DREAM_EVALUATION, i) for i in range(config.dream_episodes)]))
 
 
-def _write_video(config: EvaluateConfig, controller_path: str, env_id: str, run_seed: int, indices: np.ndarray, returns: np.ndarray) -> None:
+def _write_video(config: EvaluateConfig, kind: str, controller_path: str, env_id: str, run_seed: int, indices: np.ndarray, returns: np.ndarray) -> None:
     """Replay the best and the worst episode (same seeds) and write them side by side."""
     from wm.episodes import EpisodeTask, run_episode
     from wm.media import labelled_columns, write_video
     from wm.parallel import make_executor
-    from wm.policies import PolicySpec
 
     best, worst = int(np.argmax(returns)), int(np.argmin(returns))
-    spec = PolicySpec("controller", {"controller": controller_path, "params": config.params, "z_mode": config.z_mode})
+    spec = _policy_spec(config, kind, controller_path)
     tasks = [EpisodeTask(env_id, int(config.max_steps), spec, int(run_seed), int(indices[i]), dict(config.env_kwargs)) for i in (best, worst)]
     with make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout) as executor:
         replays = list(executor.map_ordered(run_episode, tasks))
@@ -208,7 +235,9 @@ STAGE = Stage(
     config_class=EvaluateConfig,
     output_kind="evaluation",
     version=STAGE_VERSION,
-    help="Score a trained controller in the real environment with fresh seeds (and in its dream), the paper's way.",
-    inputs={"controller": "controller"},
+    help="Score a trained controller or Dreamer agent in the real environment with fresh seeds (and in its dream), the paper's way.",
+    inputs={"controller": "controller", "dreamer": "dreamer"},
+    optional_inputs=("controller", "dreamer"),
+    input_help={"controller": "A controller artifact (wm train-controller).", "dreamer": "A Dreamer agent (wm train-dreamer), instead of --controller."},
     default_out=default_out,
 )

@@ -73,6 +73,12 @@ class TrainDreamerConfig(StageConfig):
     rho: float = option(1.0, "Actor gradient mix: 1 REINFORCE, 0 dynamics backpropagation (DreamerV2: 1 Atari, 0 DMC).")
     eta: float = option(1e-3, "Entropy bonus of the actor (DreamerV2: 1e-3 Atari, 1e-4 DMC).")
     target_every: int = option(100, "Updates between hard copies of the critic into the target critic (DreamerV2: 100).")
+    planner: str = option("actor", "What acts in the environment: the actor, or PlaNet's cross-entropy planning over the world model (the actor-critic still learns).", choices=("actor", "cem"))
+    cem_horizon: int = option(12, "CEM planning horizon (PlaNet: 12).")
+    cem_iterations: int = option(10, "CEM refits per step (PlaNet: 10).")
+    cem_candidates: int = option(1000, "CEM action sequences per refit (PlaNet: 1000).")
+    cem_top: int = option(100, "CEM elites the distribution is refit to (PlaNet: 100).")
+    cem_noise: float = option(0.3, "Exploration while planning: Gaussian noise std on bounded actions (PlaNet: 0.3), or the probability of a uniform random discrete action.")
     eval_every: int = option(5000, "Environment steps between evaluations.")
     eval_episodes: int = option(10, "Episodes per evaluation (the actor's most likely actions, fresh seeds).")
     compression: str = option("lzf", "Compression of the replay's datasets.", choices=("lzf", "gzip", "none"))
@@ -103,7 +109,11 @@ class TrainDreamerConfig(StageConfig):
 
     def validate(self) -> None:
         self.require_at_least(1, "steps", "train_every", "batch_size", "sequence_length", "deter", "stoch", "hidden",
-                              "units", "horizon", "target_every", "eval_every", "eval_episodes")
+                              "units", "horizon", "target_every", "eval_every", "eval_episodes", "cem_horizon", "cem_iterations", "cem_top")
+        if self.cem_candidates < self.cem_top:
+            raise ConfigError(f"'cem_candidates' ({self.cem_candidates}) must be at least 'cem_top' ({self.cem_top}).")
+        if self.cem_noise < 0:
+            raise ConfigError(f"'cem_noise' must be 0 or more; got {self.cem_noise}.")
         self.require_at_least(0, "max_steps", "prefill_steps", "layers")
         self.require_at_least(2, "classes")
         self.require_positive("model_lr", "actor_lr", "critic_lr", "grad_clip", "cnn_depth")

@@ -100,3 +100,21 @@ def test_a_diverging_loss_stops_and_names_the_loss(tmp_path):
     line = error_line(result)
     assert "became" in line and "training stopped" in line
     assert not out.exists()
+
+
+def test_evaluate_scores_the_actor_and_the_planner_with_fresh_seeds(tmp_path):
+    out = _train(tmp_path, "dreamer.h5")
+    for planner, extra in (("actor", []), ("cem", ["--cem-candidates", "40", "--cem-top", "4", "--cem-iterations", "2", "--cem-horizon", "3"])):
+        evaluation = tmp_path / f"eval-{planner}.h5"
+        result = run_wm("evaluate", "--dreamer", str(out), "--planner", planner, "--episodes", "3", "--backend", "serial",
+                        "--out", str(evaluation), *extra)
+        assert result.returncode == 0, result.stderr
+        with h5py.File(evaluation, "r") as f, h5py.File(out, "r") as agent:
+            assert f.attrs["algo"] == ("dreamer" if planner == "actor" else "planet-cem")
+            assert len(f["episode/return"]) == 3
+            assert not set(f["episode/seed"][:].tolist()) & set(agent["training_env_seeds"][:].tolist())
+        assert "3 real episodes" in result.stdout
+
+
+def test_evaluate_needs_exactly_one_of_controller_and_dreamer(tmp_path):
+    assert "exactly one of --controller" in fails_cleanly(tmp_path, "evaluate")

@@ -146,6 +146,16 @@ def _controller_agent(env_name: str, action_space: Any, **kwargs: Any) -> Policy
 POLICY_FACTORIES["controller"] = _controller_agent
 
 
+def _dreamer_agent(env_name: str, action_space: Any, **kwargs: Any) -> Policy:
+    from wm.dreamer.policy import DreamerPolicy
+
+    return DreamerPolicy(env_name, action_space, **kwargs)
+
+
+# A trained Dreamer agent (wm.dreamer.policy): its actor, or PlaNet's planner over its world model.
+POLICY_FACTORIES["dreamer"] = _dreamer_agent
+
+
 def make_policy(spec: PolicySpec, env_name: str, action_space: Any) -> Policy:
     """Build the policy `spec` names for an environment; `random` resolves to the env's own process."""
     from wm.envs import random_policy_name

@@ -220,3 +220,34 @@ class Agent(keras.Model):
         policy = action_distribution(self.shape.action_kind, self.actor(self.rssm.features(posterior)))
         action = policy.sample(seed=action_seed) if explore else policy.mode()
         return action, posterior
+
+    @tf.function
+    def plan(self, observation: Any, state: dict[str, Any], previous_action: Any, seed: Any, horizon: int, iterations: int,
+             candidates: int, top: int) -> tuple[Any, dict[str, Any]]:
+        """PlaNet's action for observations [1, ..]: the cross-entropy method over the RSSM (`wm.dreamer.planner`)."""
+        from wm.dreamer.planner import cem_plan
+
+        posterior_seed, plan_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        posterior, _ = self.rssm.obs_step(state, previous_action, self.encoder(observation), posterior_seed)
+
+        def step(states: dict[str, Any], actions: Any, step_seed: Any) -> tuple[dict[str, Any], Any, Any]:
+            following = self.rssm.img_step(states, actions, step_seed)
+            feat = self.rssm.features(following)
+            reward = tf.squeeze(self.reward_head(feat), -1)
+            return following, reward, tf.sigmoid(tf.squeeze(self.discount_head(feat), -1))
+
+        action = cem_plan(step, posterior, self.shape.action_kind, self.shape.action_dim, horizon, iterations, candidates, top, plan_seed)
+        return action[None], posterior
+
+
+def agent_from_artifact(artifact: Any) -> Agent:
+    """The trained agent of an open `dreamer` artifact."""
+    import json
+
+    from wm.training import load_variables
+
+    shape = AgentShape(**json.loads(artifact.attr("agent_shape_json")))
+    learning = Learning(**json.loads(artifact.attr("learning_json")))
+    agent = Agent(shape, learning)
+    load_variables(artifact.file["agent"], list(agent.weights), f"{artifact.path}")
+    return agent

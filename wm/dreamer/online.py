@@ -103,6 +103,7 @@ class OnlineRun:
         if resumed:
             self._cut_replay_back()
             log(f"Resuming from {self.checkpoint_path}: {self.state.env_steps} environment steps, {self.state.updates} updates.")
+        self.cem = (config.cem_horizon, config.cem_iterations, config.cem_candidates, config.cem_top)
         self.sampler = WindowSampler(self.replay_file, config.sequence_length, shape.action_kind, shape.action_dim, self.low, self.high)
         self.metrics = MetricsLog(self.log_folder)
         self._last_checkpoint = time.monotonic()
@@ -200,10 +201,13 @@ class OnlineRun:
             if policy == "random":
                 action = random_policy.act(observation)
             else:
-                agent_action, state = self.agent.act(
-                    tf.constant(observation[None]), state, previous,
-                    tf.constant(stream_seed(self.seed, stream, counter * 100_000 + len(steps["obs"]))), policy == "explore",
-                )
+                step_seed = tf.constant(stream_seed(self.seed, stream, counter * 100_000 + len(steps["obs"])))
+                if self.config.planner == "cem":
+                    agent_action, state = self.agent.plan(tf.constant(observation[None]), state, previous, step_seed, *self.cem)
+                    if policy == "explore":
+                        agent_action = self._planner_noise(agent_action, step_seed)
+                else:
+                    agent_action, state = self.agent.act(tf.constant(observation[None]), state, previous, step_seed, policy == "explore")
                 previous = agent_action
                 action = env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
             next_observation, reward, terminated, truncated, _ = env.step(action)
@@ -216,6 +220,17 @@ class OnlineRun:
             if terminated or truncated:
                 break
         return {key: np.asarray(values) for key, values in steps.items()}
+
+    def _planner_noise(self, action: Any, seed: Any) -> Any:
+        """PlaNet's exploration: Gaussian noise on bounded actions; a uniform random discrete action with probability cem_noise."""
+        rng = np.random.default_rng(seed.numpy().astype(np.uint32))
+        action = action.numpy()
+        if self.shape.action_kind == "categorical":
+            if rng.random() < self.config.cem_noise:
+                action = np.eye(self.shape.action_dim, dtype=np.float32)[None, rng.integers(self.shape.action_dim)]
+        else:
+            action = np.clip(action + self.config.cem_noise * rng.normal(size=action.shape), -1.0, 1.0).astype(np.float32)
+        return self.tf.constant(action)
 
     # ---- learning ----
 
@@ -364,7 +379,14 @@ class OnlineRun:
         from wm.io.artifact import commit, write_root_attributes, writing_artifact
         from wm.training import save_variables
 
+        from wm.episodes import episode_env_seed, purpose_seed
+
         self.plot()
+        # Every environment seed this agent met, so that `wm evaluate` can stay clear of them.
+        met = [int(s) for s in self.replay_file["episode/seed"][:]]
+        for index in range(self.state.evaluations):
+            run_seed = purpose_seed(self.seed, EVAL_STREAM, index)
+            met += [episode_env_seed(run_seed, episode) for episode in range(self.config.eval_episodes)]
         self.writer.finish()
         self.replay_file.close()
         replay_out = self.out.parent / f"{self.out.stem}.replay.h5"
@@ -383,6 +405,7 @@ class OnlineRun:
             })
             write_root_attributes(f, kind="dreamer", extra=extra, **attributes)
             save_variables(f.create_group("agent"), self.agent.weights)
+            f.create_dataset("training_env_seeds", data=np.asarray(sorted(set(met)), np.uint32))
             for key in ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds"):
                 f.create_dataset(f"history/eval_{key}", data=np.array([row[key] for row in state.eval_history], dtype=np.float64))
             episodes = np.asarray(state.episode_history, dtype=np.float64).reshape(-1, 3)

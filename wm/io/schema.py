@@ -121,7 +121,7 @@ SCHEMAS: dict[str, KindSchema] = {
     ),
     "dreamer": KindSchema(
         version=1,
-        required_datasets=("agent/00000", "history/eval_return_mean", "history/episode_return"),
+        required_datasets=("agent/00000", "history/eval_return_mean", "history/episode_return", "training_env_seeds"),
         required_attributes=("env_id", "observation_space_json", "action_space_json", "agent_shape_json", "learning_json"),
     ),
 }

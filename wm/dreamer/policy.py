@@ -1,0 +1,55 @@
+"""A trained Dreamer agent as a rollout policy (`wm evaluate --dreamer`, `wm rollout --policy dreamer`).
+
+It keeps the RSSM's posterior state along the episode and acts with the actor's most likely action
+(`planner="actor"`) or PlaNet's cross-entropy planning over the world model (`planner="cem"`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wm.errors import UsageError
+
+
+class DreamerPolicy:
+    """`reset(rng)` / `act(observation)` over a `dreamer` artifact."""
+
+    def __init__(self, env_name: str, action_space: Any, dreamer: str, planner: str = "actor", cem_horizon: int = 12,
+                 cem_iterations: int = 10, cem_candidates: int = 1000, cem_top: int = 100):
+        from wm.dreamer.agent import agent_from_artifact
+        from wm.io.artifact import open_artifact
+        from wm.tfsetup import tensorflow
+
+        self.tf = tensorflow()
+        with open_artifact(dreamer, "dreamer") as artifact:
+            if artifact.attr("env_id") != env_name:
+                raise UsageError(f"{dreamer} was trained in {artifact.attr('env_id')}, not {env_name}.")
+            self.agent = agent_from_artifact(artifact)
+        if planner not in ("actor", "cem"):
+            raise UsageError(f"Unknown planner '{planner}'; known: actor, cem.")
+        self.planner, self.cem = planner, (int(cem_horizon), int(cem_iterations), int(cem_candidates), int(cem_top))
+        self.low, self.high = getattr(action_space, "low", None), getattr(action_space, "high", None)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """A new episode: zero state, the step seeds drawn from `rng`."""
+        self.state = self.agent.rssm.initial(1)
+        self.previous = self.tf.zeros([1, self.agent.shape.action_dim])
+        self.base_seed = rng.integers(0, 2**30, size=2).astype(np.int32)
+        self.t = 0
+
+    def act(self, observation: Any) -> Any:
+        """The action for `observation`, in the environment's form."""
+        from wm.dreamer.online import env_action
+
+        tf = self.tf
+        seed = tf.constant(self.base_seed + np.array([0, self.t], np.int32))
+        self.t += 1
+        observation = tf.constant(np.asarray(observation)[None])
+        if self.planner == "actor":
+            action, self.state = self.agent.act(observation, self.state, self.previous, seed, False)
+        else:
+            action, self.state = self.agent.plan(observation, self.state, self.previous, seed, *self.cem)
+        self.previous = action
+        return env_action(action.numpy()[0], self.agent.shape.action_kind, self.low, self.high)
