@@ -4,6 +4,7 @@ A recipe is data: an ordered list of steps (a stage, its output file, which earl
 inputs, fixed settings) and presets of per-step overrides; `wm.pipeline` runs them.
 """
 
+from .dreamer import DREAMER_CARTPOLE, DREAMER_DOOM_TAKECOVER, DREAMER_PENDULUM
 from .world_models import CARRACING, DOOM_TAKECOVER
 
-RECIPES = {recipe.name: recipe for recipe in (DOOM_TAKECOVER, CARRACING)}
+RECIPES = {recipe.name: recipe for recipe in (DOOM_TAKECOVER, CARRACING, DREAMER_CARTPOLE, DREAMER_PENDULUM, DREAMER_DOOM_TAKECOVER)}

@@ -118,3 +118,13 @@ def test_evaluate_scores_the_actor_and_the_planner_with_fresh_seeds(tmp_path):
 
 def test_evaluate_needs_exactly_one_of_controller_and_dreamer(tmp_path):
     assert "exactly one of --controller" in fails_cleanly(tmp_path, "evaluate")
+
+
+@pytest.mark.parametrize("pipeline", ["dreamer-cartpole", "dreamer-pendulum"])
+def test_dreamer_recipes_run_end_to_end_on_the_tiny_preset(tmp_path, pipeline):
+    result = run_wm("run", pipeline, "--preset", "tiny", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert list(manifest["steps"]) == ["train-dreamer", "evaluate"]
+    with h5py.File(tmp_path / "evaluation.h5", "r") as f:
+        assert f.attrs["algo"] == "dreamer" and len(f["episode/return"]) == 2
