@@ -2,6 +2,11 @@
 
     wm dream --vae vae.h5 --mdnrnn mdnrnn.h5 --out dream.gif --temperature 1.15
     wm dream --vae vae.h5 --mdnrnn mdnrnn.h5 --compare rollouts.h5 --episode 3 --out compare.gif
+    wm dream --dreamer dreamer.h5 --compare rollouts.h5 --out imagined.gif
+
+Dreamer (`--dreamer`): a recorded episode (from --compare, default the agent's replay) next to what
+the RSSM makes of it: the posterior's reconstruction while it watches the first `context` frames,
+then the open-loop imagination of the same actions through the transition predictor, decoded.
 
 Symbols: z a VAE latent, h the MDN-RNN state, tau the temperature.
 Dream: z_0 is drawn from the recorded first frame of episode `--episode`; then a random policy
@@ -44,6 +49,7 @@ class DreamConfig(StageConfig):
         choices=RANDOM_POLICIES,
     )
     done_threshold: float = option(0.5, "A dream ends when the predicted done probability exceeds this (models with a done head).")
+    context: int = option(5, "Dreamer: frames the RSSM observes before it imagines the rest of the episode open-loop.")
     fps: float = option(20.0, "Frames per second of the output.")
     scale: int = option(3, "Each 64x64 frame is enlarged by this factor.")
 
@@ -52,7 +58,7 @@ class DreamConfig(StageConfig):
     def validate(self) -> None:
         if self.temperature <= 0:
             raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
-        self.require_at_least(1, "steps", "scale")
+        self.require_at_least(1, "steps", "scale", "context")
         self.require_at_least(0, "episode")
         self.require_positive("fps")
         self.require_fraction("done_threshold")
@@ -96,6 +102,12 @@ def run(
     out = Path(out)
     check_media_path(out)
     compare = inputs.get("compare")
+    if inputs.get("dreamer") is not None:
+        return _dreamer_video(config, out, seed, inputs, force)
+    if inputs.get("vae") is None or inputs.get("mdnrnn") is None:
+        from wm.errors import UsageError
+
+        raise UsageError("Give --vae and --mdnrnn (World Models), or --dreamer (a Dreamer agent).")
     with open_artifact(inputs["vae"], "vae") as vae_artifact, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdn_artifact:
         from wm.dream.world import check_pair
 
@@ -201,16 +213,76 @@ def _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_d
     return np.stack(latents), ended
 
 
+def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[str, Optional[str | Path]], force: bool) -> StageResult:
+    """Real frames | posterior reconstruction, then open-loop imagination of the same actions, for one recorded episode."""
+    import json
+
+    import numpy as np
+
+    from wm.dreamer.agent import agent_from_artifact
+    from wm.dreamer.replay import action_to_model
+    from wm.io.artifact import open_artifact
+    from wm.io.rollouts import RolloutsReader
+    from wm.media import labelled_columns, write_video
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    with open_artifact(inputs["dreamer"], "dreamer") as artifact:
+        if not json.loads(artifact.attr("agent_shape_json"))["image"]:
+            raise ArtifactError(f"{artifact.path} observes vectors, not images; there is nothing to decode into a picture.")
+        agent = agent_from_artifact(artifact)
+        env_id = artifact.attr("env_id")
+        recorded = inputs.get("compare") or artifact.path.parent / str(artifact.attr("replay_path"))
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
+    with open_artifact(recorded, ("rollouts", "replay")) as rollouts:
+        if rollouts.attr("env_id") != env_id:
+            raise ArtifactError(f"{rollouts.path} was recorded in {rollouts.attr('env_id')}, but the agent acts in {env_id}.")
+        reader = RolloutsReader(rollouts)
+        index = config.episode or 0
+        if index >= reader.num_episodes:
+            raise ConfigError(f"'episode' is {index}, but {rollouts.path} has {reader.num_episodes} episodes.")
+        episode = reader.episode(index)
+        from wm.envs.spaces import space_from_json
+
+        space = space_from_json(rollouts.attr("action_space_json"))
+    log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+    shape = agent.shape
+    steps = min(config.steps, episode.length)
+    context = min(config.context, steps)
+    actions = action_to_model(episode.action[:steps], shape.action_kind, shape.action_dim, getattr(space, "low", None), getattr(space, "high", None))
+    previous = np.concatenate([np.zeros_like(actions[:1]), actions[:-1]])[None]
+    is_first = np.zeros((1, context), bool)
+    is_first[0, 0] = True
+    embed = agent.encoder(tf.constant(episode.obs[:context]))[None]
+    posterior, _ = agent.rssm.observe(embed, tf.constant(previous[:, :context]), tf.constant(is_first), tf.constant([seed, 0]))
+    features = [agent.rssm.features(posterior)[0]]
+    state = {key: value[:, -1] for key, value in posterior.items()}
+    for t in range(context, steps):
+        state = agent.rssm.img_step(state, tf.constant(previous[:, t]), tf.constant([seed, t + 1]))
+        features.append(agent.rssm.features(state))
+    decoded = agent.decoder(tf.concat(features, axis=0)).numpy()
+    frames = np.clip(np.round((decoded + 0.5) * 255.0), 0, 255).astype(np.uint8)
+    video = labelled_columns([episode.obs[:steps], frames], ["real", f"model ({context} seen)"], config.scale)
+    write_video(video, out, config.fps)
+    log(f"Wrote {out}: {steps} steps of episode {index} of {recorded}: real | the RSSM's reconstruction of the first "
+        f"{context} frames, then its open-loop imagination of the same actions.")
+    return StageResult(out, "", "written")
+
+
 STAGE = Stage(
     name=STAGE_NAME,
     run=run,
     config_class=DreamConfig,
     output_kind="media",
     version=STAGE_VERSION,
-    help="Write a GIF/MP4 of what the VAE + MDN-RNN imagine (or, with --compare, real vs reconstructed vs predicted).",
-    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts", "controller": "controller"},
-    optional_inputs=("compare", "controller"),
+    help="Write a GIF/MP4 of what the VAE + MDN-RNN (or a Dreamer agent's RSSM) imagine, or real vs reconstructed vs predicted.",
+    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts", "controller": "controller", "dreamer": "dreamer"},
+    optional_inputs=("vae", "mdnrnn", "compare", "controller", "dreamer"),
     input_help={
+        "vae": "VAE artifact (World Models; required unless --dreamer).",
+        "mdnrnn": "MDN-RNN artifact trained on that VAE's latents (required unless --dreamer).",
+        "dreamer": "Dreamer agent artifact: show a recorded episode next to what its RSSM reconstructs and imagines.",
         "compare": "Rollouts artifact to show instead of a dream: real | VAE reconstruction | MDN-RNN prediction.",
         "controller": "Controller artifact that acts in the dream (it must have been trained with this VAE and MDN-RNN).",
     },

@@ -128,3 +128,17 @@ def test_dreamer_recipes_run_end_to_end_on_the_tiny_preset(tmp_path, pipeline):
     assert list(manifest["steps"]) == ["train-dreamer", "evaluate"]
     with h5py.File(tmp_path / "evaluation.h5", "r") as f:
         assert f.attrs["algo"] == "dreamer" and len(f["episode/return"]) == 2
+
+
+def test_dream_shows_a_recorded_episode_next_to_the_rssms_imagination(tmp_path):
+    out = _train(tmp_path, "dreamer.h5", env="fake-pixels")
+    video = tmp_path / "imagined.gif"
+    result = run_wm("dream", "--dreamer", str(out), "--steps", "12", "--scale", "1", "--out", str(video))
+    assert result.returncode == 0, result.stderr
+    import imageio.v3 as iio
+
+    frames = iio.imread(video)
+    assert frames.shape[0] == 12 and frames.shape[2] > 2 * 64  # two labelled columns
+    vector = _train(tmp_path / "cartpole", "dreamer.h5")
+    assert "nothing to decode" in fails_cleanly(tmp_path, "dream", "--dreamer", str(vector), out_name="x.gif")
+    assert "Give --vae and --mdnrnn" in fails_cleanly(tmp_path, "dream", out_name="y.gif")
