@@ -24,7 +24,7 @@ print(",".join(heavy) or "none")
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["rollout", "--help"], ["inspect", "--help"], ["export", "minari", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["rollout", "--help"], ["inspect", "--help"], ["export", "minari", "--help"], ["train-dreamer", "--help"], ["run", "--help"]])
 def test_help_does_not_import_tensorflow(args):
     result = subprocess.run([sys.executable, "-c", HELP_PROBE.format(args=args)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
