@@ -205,8 +205,11 @@ def run(
         try:
             online.train()
         except KeyboardInterrupt:
-            raise Interrupted(f"Interrupted after {online.state.env_steps} environment steps; the checkpoint in "
-                              f"{online.checkpoint_folder} keeps the last finished episode: run the same command again to resume.") from None
+            if online.checkpointed_steps is None:
+                raise Interrupted(f"Interrupted after {online.state.env_steps} environment steps, before the first checkpoint; "
+                                  "nothing is kept.") from None
+            raise Interrupted(f"Interrupted after {online.state.env_steps} environment steps; the checkpoint in {online.checkpoint_folder} "
+                              f"keeps the first {online.checkpointed_steps}: run the same command again to resume.") from None
         online.write_artifacts()
     finally:
         env.close()

@@ -107,6 +107,7 @@ class OnlineRun:
         self.sampler = WindowSampler(self.replay_file, config.sequence_length, shape.action_kind, shape.action_dim, self.low, self.high)
         self.metrics = MetricsLog(self.log_folder)
         self._last_checkpoint = time.monotonic()
+        self.checkpointed_steps = self.state.env_steps if resumed else None  # where a resumed run would go on from
 
     # ---- checkpoints ----
 
@@ -176,6 +177,7 @@ class OnlineRun:
                 save_variables(f.create_group(name), variables)
         commit(temporary, self.checkpoint_path)
         self._last_checkpoint = time.monotonic()
+        self.checkpointed_steps = self.state.env_steps
 
     # ---- acting ----
 
