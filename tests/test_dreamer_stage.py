@@ -120,7 +120,7 @@ def test_evaluate_needs_exactly_one_of_controller_and_dreamer(tmp_path):
     assert "exactly one of --controller" in fails_cleanly(tmp_path, "evaluate")
 
 
-@pytest.mark.parametrize("pipeline", ["dreamer-cartpole", "dreamer-pendulum"])
+@pytest.mark.parametrize("pipeline", ["dreamer-cartpole"])  # dreamer-pendulum differs only in its settings
 def test_dreamer_recipes_run_end_to_end_on_the_tiny_preset(tmp_path, pipeline):
     result = run_wm("run", pipeline, "--preset", "tiny", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -113,6 +113,9 @@ def _start_rollout(out: Path, episodes: int) -> subprocess.Popen:
         [sys.executable, "-m", "wm", "rollout", "--env", "doom-takecover", "--episodes", str(episodes),
          "--max-steps", "300", "--workers", "2", "--seed", "3", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A test run started in the background (`make test &`) inherits SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt; give the command the default disposition, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -147,9 +150,7 @@ def test_sigkilled_run_leaves_no_output_and_resumes(tmp_path):
 def test_ctrl_c_keeps_finished_episodes_and_exits_130(tmp_path):
     out = tmp_path / "interrupted.h5"
     partial = partial_path(out)
-    # Many episodes: on a loaded machine the reader can miss the first commits, and a run of 60 short
-    # episodes may then finish (about 7 s) before the interrupt arrives.
-    process = _start_rollout(out, 1000)
+    process = _start_rollout(out, 1000)  # far more than can finish before the interrupt
     _wait_for_episodes(process, partial, 2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
