@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vision_memory import PEAK_WRAPPER, ensure_rollouts  # noqa: E402
+from vision_memory import ensure_rollouts, peak_rss_of  # noqa: E402
 
 
 def cartpole_rollouts(path: Path) -> Path:
@@ -90,17 +89,9 @@ def speeds(preset: str, rollouts: Path, updates: int, acting_steps: int) -> dict
 
 def peak_rss_mib(rollouts: Path, out: Path, steps: int) -> float:
     """Peak resident memory (MiB) of `wm train-dreamer` (doom-takecover settings) with `rollouts` as its replay."""
-    peak_file = out.with_suffix(".peak")
-    command = [
-        sys.executable, "-c", PEAK_WRAPPER, "train-dreamer", "--preset", "doom-takecover", "--prefill", str(rollouts),
-        "--steps", str(steps), "--eval-every", str(10 * steps), "--eval-episodes", "1", "--max-steps", "100",
-        "--out", str(out), "--force",
-    ]
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "WM_BENCH_PEAK": str(peak_file)})
-    if result.returncode != 0:
-        raise SystemExit(f"wm train-dreamer failed:\n{result.stderr}")
-    return int(peak_file.read_text()) / 1024.0  # VmHWM is in KiB
+    return peak_rss_of(["train-dreamer", "--preset", "doom-takecover", "--prefill", str(rollouts), "--steps", str(steps),
+                        "--eval-every", str(10 * steps), "--eval-episodes", "1", "--max-steps", "100", "--out", str(out),
+                        "--force"], out.with_suffix(".peak"))
 
 
 def main() -> None:

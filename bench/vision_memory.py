@@ -109,19 +109,21 @@ runpy.run_module('wm', run_name='__main__', alter_sys=True)
 """
 
 
-def peak_rss_mib(rollouts: Path, out: Path, batches: int) -> float:
-    """Peak resident memory (MiB) of `wm train-vae` on `rollouts` for one epoch of `batches` batches."""
-    peak_file = out.with_suffix(".peak")
-    out.unlink(missing_ok=True)  # an up-to-date output would make the command return at once
-    command = [
-        sys.executable, "-c", PEAK_WRAPPER, "train-vae", "--rollouts", str(rollouts), "--out", str(out), "--force",
-        "--latent-dim", "64", "--epochs", "1", "--batches-per-epoch", str(batches),
-    ]
+def peak_rss_of(arguments: list[str], peak_file: Path) -> float:
+    """Peak resident memory (MiB, VmHWM) of the real `wm ARGUMENTS` command, run to its end."""
+    command = [sys.executable, "-c", PEAK_WRAPPER, *arguments]
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "WM_BENCH_PEAK": str(peak_file)})
     if result.returncode != 0:
-        raise SystemExit(f"wm train-vae failed:\n{result.stderr}")
+        raise SystemExit(f"wm {arguments[0]} failed:\n{result.stderr}")
     return int(peak_file.read_text()) / 1024.0  # VmHWM is in KiB
+
+
+def peak_rss_mib(rollouts: Path, out: Path, batches: int) -> float:
+    """Peak resident memory (MiB) of `wm train-vae` on `rollouts` for one epoch of `batches` batches."""
+    out.unlink(missing_ok=True)  # an up-to-date output would make the command return at once
+    return peak_rss_of(["train-vae", "--rollouts", str(rollouts), "--out", str(out), "--force", "--latent-dim", "64",
+                        "--epochs", "1", "--batches-per-epoch", str(batches)], out.with_suffix(".peak"))
 
 
 def main() -> None:

@@ -82,8 +82,14 @@ class Checkpoint:
 
         A checkpoint of another configuration is refused unless `force`, which discards it.
         """
+        state_json = self.load_groups({"model": list(model.weights), "optimizer": list(optimizer.variables)}, force=force)
+        return TrainingState() if state_json is None else TrainingState(**json.loads(state_json))
+
+    def load_groups(self, groups: Mapping[str, list[Any]], *, force: bool) -> str | None:
+        """Assign the saved arrays of each group (name -> variables in order) and return the saved state's
+        JSON; None when there is nothing to resume (no checkpoint, or one discarded by `force`)."""
         if not self.path.exists():
-            return TrainingState()
+            return None
         try:
             with open_h5(self.path) as f:
                 found = f.attrs.get("fingerprint")
@@ -95,14 +101,15 @@ class Checkpoint:
                             "command again to resume it, or pass --force to discard it."
                         )
                     shutil.rmtree(self.folder)
-                    return TrainingState()
-                load_variables(f["model"], list(model.weights), f"checkpoint {self.path}")
-                load_variables(f["optimizer"], list(optimizer.variables), f"checkpoint {self.path}")
-                return TrainingState(**json.loads(f.attrs["state_json"]))
+                    return None
+                for name, variables in groups.items():
+                    load_variables(f[name], variables, f"checkpoint {self.path}")
+                state_json = f.attrs["state_json"]
+                return state_json.decode() if isinstance(state_json, bytes) else str(state_json)
         except (OSError, KeyError, ValueError) as exc:
             if force:
                 shutil.rmtree(self.folder)
-                return TrainingState()
+                return None
             raise OutputExistsError(
                 f"{self.path} cannot be resumed ({exc}); pass --force to discard it and start again."
             ) from None
@@ -112,13 +119,17 @@ class Checkpoint:
 
         `extra` holds further arrays a run needs to continue exactly (PPO: the dreams in progress).
         """
+        self.save_groups(state.to_json(), {"model": model.weights, "optimizer": optimizer.variables}, extra)
+
+    def save_groups(self, state_json: str, groups: Mapping[str, Iterable[Any]], extra: Mapping[str, np.ndarray] | None = None) -> None:
+        """Write a state's JSON and each group of variables atomically (see `save`)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         temporary = self.folder / f".{CHECKPOINT_FILE}.tmp"
         with open_h5(temporary, "w") as f:
             f.attrs["fingerprint"] = self.fingerprint
-            f.attrs["state_json"] = state.to_json()
-            save_variables(f.create_group("model"), model.weights)
-            save_variables(f.create_group("optimizer"), optimizer.variables)
+            f.attrs["state_json"] = state_json
+            for name, variables in groups.items():
+                save_variables(f.create_group(name), variables)
             for name, values in (extra or {}).items():
                 f.create_dataset(f"extra/{name}", data=np.asarray(values))
         commit(temporary, self.path)

@@ -121,35 +121,16 @@ class OnlineRun:
         }
 
     def _load_checkpoint(self, force: bool) -> bool:
-        from wm.io.artifact import open_h5
-        from wm.training import load_variables
+        from wm.training import Checkpoint
 
-        if not self.checkpoint_path.exists():
-            if self.checkpoint_folder.exists():
-                shutil.rmtree(self.checkpoint_folder)  # a replay without a checkpoint: nothing to resume from
+        self.checkpoint = Checkpoint(self.checkpoint_folder, self.fingerprint)
+        state_json = self.checkpoint.load_groups(self._variable_groups(), force=force)
+        if state_json is None:
+            shutil.rmtree(self.checkpoint_folder, ignore_errors=True)  # a replay without a checkpoint: nothing to resume from
             return False
-        try:
-            with open_h5(self.checkpoint_path) as f:
-                found = f.attrs.get("fingerprint")
-                found = found.decode() if isinstance(found, bytes) else found
-                if found != self.fingerprint:
-                    if not force:
-                        raise OutputExistsError(
-                            f"{self.checkpoint_folder} holds an unfinished training run with other settings or inputs; "
-                            "run that command again to resume it, or pass --force to discard it."
-                        )
-                    shutil.rmtree(self.checkpoint_folder)
-                    return False
-                for name, variables in self._variable_groups().items():
-                    load_variables(f[name], variables, f"checkpoint {self.checkpoint_path}")
-                self.state = LoopState(**json.loads(f.attrs["state_json"]))
-                self.agent.updates.assign(self.state.updates)
-                return True
-        except (OSError, KeyError, ValueError) as exc:
-            if force:
-                shutil.rmtree(self.checkpoint_folder)
-                return False
-            raise OutputExistsError(f"{self.checkpoint_path} cannot be resumed ({exc}); pass --force to discard it and start again.") from None
+        self.state = LoopState(**json.loads(state_json))
+        self.agent.updates.assign(self.state.updates)
+        return True
 
     def _cut_replay_back(self) -> None:
         """Drop the replay's episodes after the checkpoint (the run goes on from there)."""
@@ -165,17 +146,8 @@ class OnlineRun:
 
     def save_checkpoint(self) -> None:
         """Write networks, optimizers and counters atomically (a kill while saving keeps the previous one)."""
-        from wm.io.artifact import commit, open_h5
-        from wm.training import save_variables
-
         self.state.updates = int(self.agent.updates.numpy())
-        temporary = self.checkpoint_folder / ".checkpoint.h5.tmp"
-        with open_h5(temporary, "w") as f:
-            f.attrs["fingerprint"] = self.fingerprint
-            f.attrs["state_json"] = json.dumps(dataclasses.asdict(self.state))
-            for name, variables in self._variable_groups().items():
-                save_variables(f.create_group(name), variables)
-        commit(temporary, self.checkpoint_path)
+        self.checkpoint.save_groups(json.dumps(dataclasses.asdict(self.state)), self._variable_groups())
         self._last_checkpoint = time.monotonic()
         self.checkpointed_steps = self.state.env_steps
 
@@ -189,8 +161,6 @@ class OnlineRun:
 
         Training episodes ("random", "explore") update the agent every `train_every` environment steps.
         """
-        from wm.io.rollouts import Episode  # noqa: F401
-
         tf = self.tf
         observation, _ = env.reset(seed=env_seed)
         if random_policy is not None:
