@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vision_memory import ensure_rollouts, peak_rss_of  # noqa: E402
+from vision_memory import ensure_rollouts, peak_rss_of, rollout_steps  # noqa: E402
 
 
 def cartpole_rollouts(path: Path) -> Path:
@@ -115,12 +115,7 @@ def main() -> None:
               f"whole loop at one update every {measured['train_every']} steps: {measured['loop']:6.1f} env steps/s")
 
     print("2. Peak resident memory of `wm train-dreamer --preset doom-takecover` (same updates):")
-    from wm.io.artifact import open_artifact
-
-    sizes = {}
-    for path in (small, large):
-        with open_artifact(path, "rollouts") as artifact:
-            sizes[path] = artifact.file["reward"].shape[0]
+    sizes = {path: rollout_steps(path) for path in (small, large)}
     small_rss = peak_rss_mib(small, args.data_dir / "dreamer-small.h5", args.memory_steps)
     large_rss = peak_rss_mib(large, args.data_dir / "dreamer-large.h5", args.memory_steps)
     print(f"   replay of {sizes[small]} steps: {small_rss:.0f} MiB; of {sizes[large]} steps: {large_rss:.0f} MiB; "

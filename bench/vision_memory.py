@@ -49,6 +49,14 @@ def ensure_rollouts(path: Path, frames: int, seed: int) -> Path:
         episodes = int(episodes * 1.2) + 1
 
 
+def rollout_steps(path: Path) -> int:
+    """How many steps a rollouts file holds."""
+    from wm.io.artifact import open_artifact
+
+    with open_artifact(path, "rollouts") as artifact:
+        return int(artifact.file["reward"].shape[0])
+
+
 def throughput(path: Path, batches: int, rounds: int) -> tuple[float, float]:
     """(streaming, in-memory) frames per second of the VAE update, medians over alternating rounds."""
     from wm.data.frames import FrameStream
@@ -144,12 +152,7 @@ def main() -> None:
           f"ratio {streaming / memory:.3f} (target >= 0.9)")
 
     print("2. Peak resident memory of `wm train-vae` (same batches, one epoch):")
-    from wm.io.artifact import open_artifact
-
-    sizes = {}
-    for path in (small, large):
-        with open_artifact(path, "rollouts") as artifact:
-            sizes[path] = artifact.file["reward"].shape[0]
+    sizes = {path: rollout_steps(path) for path in (small, large)}
     small_rss = peak_rss_mib(small, args.data_dir / "vae-small.h5", args.batches)
     large_rss = peak_rss_mib(large, args.data_dir / "vae-large.h5", args.batches)
     print(f"   {sizes[small]} frames: {small_rss:.0f} MiB; {sizes[large]} frames: {large_rss:.0f} MiB; "
