@@ -28,7 +28,7 @@ from wm.stage import log
 
 METRICS_EVERY_UPDATES = 100
 # Streams of the stateless seeds: (seed, stream, counter).
-TRAIN_STREAM, ACT_STREAM, EVAL_STREAM, SAMPLE_STREAM, PREFILL_STREAM, EPISODE_STREAM = 1, 2, 3, 4, 5, 6
+TRAIN_STREAM, ACT_STREAM, EVAL_STREAM, SAMPLE_STREAM, PREFILL_STREAM = 1, 2, 3, 4, 7
 
 
 def stream_seed(seed: int, stream: int, counter: int) -> np.ndarray:
@@ -164,7 +164,7 @@ class OnlineRun:
         tf = self.tf
         observation, _ = env.reset(seed=env_seed)
         if random_policy is not None:
-            random_policy.reset(stream_rng(self.seed, 7, counter))
+            random_policy.reset(stream_rng(self.seed, PREFILL_STREAM, counter))
         state, previous = self._new_actor_state(1)
         stream = EVAL_STREAM if policy == "greedy" else ACT_STREAM
         steps: dict[str, list] = {"obs": [], "action": [], "reward": [], "terminated": [], "truncated": []}
@@ -235,15 +235,19 @@ class OnlineRun:
         self.metrics.write(row, self.state.env_steps)
         self.state.metric_sums, self.state.metric_count = {}, 0
 
-    def evaluate(self) -> dict[str, float]:
-        """`eval_episodes` greedy episodes with seeds of their own; the row added to the history."""
+    def evaluation_env_seeds(self, index: int) -> list[int]:
+        """The environment seeds of evaluation `index`'s episodes (their own, apart from training's)."""
         from wm.episodes import episode_env_seed, purpose_seed
 
-        config, index = self.config, self.state.evaluations
-        returns, lengths = [], []
         run_seed = purpose_seed(self.seed, EVAL_STREAM, index)
-        for episode in range(config.eval_episodes):
-            steps = self.play_episode(self.env, episode_env_seed(run_seed, episode), "greedy", (index << 10) + episode)
+        return [episode_env_seed(run_seed, episode) for episode in range(self.config.eval_episodes)]
+
+    def evaluate(self) -> dict[str, float]:
+        """`eval_episodes` greedy episodes with seeds of their own; the row added to the history."""
+        index = self.state.evaluations
+        returns, lengths = [], []
+        for episode, env_seed in enumerate(self.evaluation_env_seeds(index)):
+            steps = self.play_episode(self.env, env_seed, "greedy", (index << 10) + episode)
             returns.append(float(steps["reward"].astype(np.float64).sum()))
             lengths.append(len(steps["reward"]))
         row = {
@@ -289,8 +293,9 @@ class OnlineRun:
                 index = self.state.episodes
                 policy = "random" if self.state.env_steps < prefill_steps else "explore"
                 before = self.state.env_steps
-                steps = self.play_episode(self.env, episode_env_seed(self.seed, index), policy, index, random_policy)
-                episode = Episode(index, episode_env_seed(self.seed, index), steps["obs"], steps["action"],
+                env_seed = episode_env_seed(self.seed, index)
+                steps = self.play_episode(self.env, env_seed, policy, index, random_policy)
+                episode = Episode(index, env_seed, steps["obs"], steps["action"],
                                   steps["reward"].astype(np.float32), steps["terminated"], steps["truncated"])
                 self.writer.append(episode)
                 self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
@@ -351,14 +356,11 @@ class OnlineRun:
         from wm.io.artifact import commit, write_root_attributes, writing_artifact
         from wm.training import save_variables
 
-        from wm.episodes import episode_env_seed, purpose_seed
-
         self.plot()
         # Every environment seed this agent met, so that `wm evaluate` can stay clear of them.
         met = [int(s) for s in self.replay_file["episode/seed"][:]]
         for index in range(self.state.evaluations):
-            run_seed = purpose_seed(self.seed, EVAL_STREAM, index)
-            met += [episode_env_seed(run_seed, episode) for episode in range(self.config.eval_episodes)]
+            met += self.evaluation_env_seeds(index)
         self.writer.finish()
         self.replay_file.close()
         replay_out = self.out.parent / f"{self.out.stem}.replay.h5"
