@@ -38,4 +38,4 @@ def _recipe(name: str, settings_of: str, help: str, demo_steps: int, paper_steps
 
 DREAMER_CARTPOLE = _recipe("dreamer-cartpole", "cartpole", "DreamerV2 on CartPole-v1 (vector observations), then 100 evaluation episodes.", 10_000, 50_000)
 DREAMER_PENDULUM = _recipe("dreamer-pendulum", "pendulum", "DreamerV2 on Pendulum-v1 (vector observations, bounded actions), then evaluation.", 10_000, 30_000)
-DREAMER_DOOM_TAKECOVER = _recipe("dreamer-doom-takecover", "doom-takecover", "DreamerV2 on doom-takecover from 64x64 pixels, then evaluation.", 20_000, 100_000)
+DREAMER_DOOM_TAKECOVER = _recipe("dreamer-doom-takecover", "doom-takecover", "DreamerV2 on doom-takecover from 64x64 pixels, then evaluation.", 10_000, 30_000)
