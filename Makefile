@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rollout.py
 	$(BIN)/python bench/vision_memory.py
 	$(BIN)/python bench/dream.py
+	$(BIN)/python bench/dreamer.py
 
 clean-venv:
 	rm -rf $(VENV)
