@@ -32,3 +32,19 @@ def test_doom_takecover_demo_chain_learns(tmp_path):
         assert history[-1]["population/mean"] > history[0]["population/mean"]
     with open_artifact(folder / "evaluation.h5", "evaluation") as evaluation:
         assert evaluation.file["episode/return"].shape == (24,) and evaluation.attr("mean_return") > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_dreamer_cartpole_demo_learns(tmp_path):
+    """10,000 CartPole-v1 steps of `wm run dreamer-cartpole --preset demo`: an evaluation of the actor beats the
+    random policy (about 22 steps) many times over, and the final 10-episode evaluation ran on fresh seeds."""
+    folder = tmp_path / "cartpole"
+    result = run_wm("run", "dreamer-cartpole", "--preset", "demo", "--out", str(folder), timeout=2400)
+    assert result.returncode == 0, result.stderr
+    with open_artifact(folder / "dreamer.h5", "dreamer") as dreamer:
+        evaluations = dreamer.file["history/eval_return_mean"][:]
+        assert evaluations.max() >= 200, evaluations
+        assert dreamer.file["history/episode_return"].shape[0] > 0
+    with open_artifact(folder / "evaluation.h5", "evaluation") as evaluation:
+        assert evaluation.file["episode/return"].shape == (10,) and evaluation.attr("mean_return") > 100
