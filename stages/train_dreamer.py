@@ -102,7 +102,7 @@ class TrainDreamerConfig(StageConfig):
             "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
             "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 0.0, "eta": 1e-4, "eval_every": 2000,
         },
-        # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update), sized for about 1.5 hours.
+        # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update); about an hour alone here.
         "doom-takecover": {"env": "doom-takecover", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 16,
                            "steps": 30_000, "prefill_steps": 5000, "train_every": 10, "eval_every": 5000},
         "carracing": {"env": "carracing", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 32, "steps": 100_000, "prefill_steps": 5000, "train_every": 5, "rho": 0.0, "eta": 1e-4, "gamma": 0.99},
