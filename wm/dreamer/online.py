@@ -82,7 +82,6 @@ class OnlineRun:
         self.config, self.shape, self.env, self.out, self.seed = config, shape, env, Path(out), seed
         self.fingerprint, self.root_attributes, self.prefill = fingerprint, root_attributes, prefill
         self.checkpoint_folder, self.log_folder = run_folders(self.out)
-        self.checkpoint_path = self.checkpoint_folder / "checkpoint.h5"
         self.replay_path = self.checkpoint_folder / "replay.h5"
         space = env.action_space
         self.low = getattr(space, "low", None)
@@ -102,7 +101,7 @@ class OnlineRun:
         self.writer = RolloutsWriter(self.replay_file, **layout, compression=config.compression, image_obs=shape.image)
         if resumed:
             self._cut_replay_back()
-            log(f"Resuming from {self.checkpoint_path}: {self.state.env_steps} environment steps, {self.state.updates} updates.")
+            log(f"Resuming from {self.checkpoint.path}: {self.state.env_steps} environment steps, {self.state.updates} updates.")
         self.cem = (config.cem_horizon, config.cem_iterations, config.cem_candidates, config.cem_top)
         self.sampler = WindowSampler(self.replay_file, config.sequence_length, shape.action_kind, shape.action_dim, self.low, self.high)
         self.metrics = MetricsLog(self.log_folder)
@@ -137,7 +136,7 @@ class OnlineRun:
         from wm.io.rollouts import COMMITTED_EPISODES, COMMITTED_STEPS
 
         if self.writer.episodes < self.state.episodes:
-            raise OutputExistsError(f"{self.replay_path} holds fewer episodes than {self.checkpoint_path} counted; "
+            raise OutputExistsError(f"{self.replay_path} holds fewer episodes than {self.checkpoint.path} counted; "
                                     "pass --force to discard both and start again.")
         self.replay_file.attrs[COMMITTED_EPISODES] = self.state.episodes
         self.replay_file.attrs[COMMITTED_STEPS] = self.state.replay_steps
