@@ -16,15 +16,20 @@ within three hours on 2 cores) and `paper` (the published data size and settings
 from wm.pipeline import Recipe, Step, with_suffix
 
 
-def _chain(env: str, vae: dict, mdnrnn: dict, controller: dict) -> list[Step]:
-    return [
+def _chain(env: str, vae: dict, mdnrnn: dict, controller: dict, fidelity: bool) -> list[Step]:
+    """The first pass; with `fidelity`, the dream is measured against the real game after M and again with the final controller."""
+    steps = [
         Step("rollout", "rollout", "rollouts.h5", settings={"env": env}),
         Step("train-vae", "train-vae", "vae.h5", inputs={"rollouts": "rollout"}, settings=vae),
         Step("encode", "encode", "latents.h5", inputs={"rollouts": "rollout", "vae": "train-vae"}),
         Step("train-mdnrnn", "train-mdnrnn", "mdnrnn.h5", inputs={"latents": "encode"}, settings=mdnrnn),
+        Step("fidelity", "fidelity", "fidelity.h5", inputs={"vae": "train-vae", "mdnrnn": "train-mdnrnn"},
+             settings={"temperature": controller.get("temperature")}),
         Step("train-controller", "train-controller", "controller.h5", inputs={"vae": "train-vae", "mdnrnn": "train-mdnrnn"}, settings=controller),
         Step("evaluate", "evaluate", "evaluation.h5", inputs={"controller": "train-controller"}),
+        Step("fidelity-controller", "fidelity", "fidelity-controller.h5", inputs={"controller": "train-controller"}),
     ]
+    return steps if fidelity else [step for step in steps if step.stage != "fidelity"]
 
 
 def _iteration(first_pass: list[Step], noise: float):
@@ -45,9 +50,15 @@ def _iteration(first_pass: list[Step], noise: float):
         result += [
             with_suffix(base["encode"], k, f"{folder}/latents.h5", {"rollouts": f"rollout@{k}", "vae": vae}),
             with_suffix(base["train-mdnrnn"], k, f"{folder}/mdnrnn.h5", {"latents": f"encode@{k}"}),
+        ]
+        if "fidelity" in base:
+            result.append(with_suffix(base["fidelity"], k, f"{folder}/fidelity.h5", {"vae": vae, "mdnrnn": f"train-mdnrnn@{k}"}))
+        result += [
             with_suffix(base["train-controller"], k, f"{folder}/controller.h5", {"vae": vae, "mdnrnn": f"train-mdnrnn@{k}"}),
             with_suffix(base["evaluate"], k, f"{folder}/evaluation.h5", {"controller": f"train-controller@{k}"}),
         ]
+        if "fidelity-controller" in base:
+            result.append(with_suffix(base["fidelity-controller"], k, f"{folder}/fidelity-controller.h5", {"controller": f"train-controller@{k}"}))
         return result
 
     return steps
@@ -58,6 +69,7 @@ _DOOM = _chain(
     {"latent_dim": 64},
     {"units": 512, "done_head": True, "reward_head": False},
     {"dream": True, "temperature": 1.15, "dream_reward": "survival"},
+    fidelity=True,
 )
 
 DOOM_TAKECOVER = Recipe(
@@ -72,6 +84,8 @@ DOOM_TAKECOVER = Recipe(
             "train-mdnrnn": {"units": 16},
             "train-controller": {"backend": "serial"},
             "evaluate": {"backend": "serial"},
+            "fidelity": {"backend": "serial"},
+            "fidelity-controller": {"backend": "serial"},
         },
         # 40 episodes hold only 40 deaths: the MDN-RNN holds out 8 of them (not 2) so that its death-head
         # AUC means something, and stops at 15 epochs, before the death head overfits the other 32.
@@ -108,6 +122,7 @@ _CARRACING = _chain(
     {"latent_dim": 32},
     {"units": 256, "done_head": False, "reward_head": False},  # the paper's CarRacing MDN-RNN: no extra heads
     {"dream": False},
+    fidelity=False,  # the paper's CarRacing MDN-RNN has neither a done nor a reward head: its dream has no rules to score
 )
 
 CARRACING = Recipe(

@@ -10,7 +10,7 @@ import importlib
 
 from wm.stage import Stage
 
-STAGE_MODULES = ("rollout", "train_vae", "encode", "train_mdnrnn", "train_controller", "evaluate", "dream", "train_dreamer")
+STAGE_MODULES = ("rollout", "train_vae", "encode", "train_mdnrnn", "train_controller", "evaluate", "fidelity", "dream", "train_dreamer")
 
 
 def all_stages() -> list[Stage]:

@@ -9,12 +9,14 @@ the RSSM makes of it: the posterior's reconstruction while it watches the first 
 then the open-loop imagination of the same actions through the transition predictor, decoded.
 
 Symbols: z a VAE latent, h the MDN-RNN state, tau the temperature.
-Dream: z_0 is drawn from the recorded first frame of episode `--episode`; then a random policy
-(later: a controller) acts, the MDN-RNN samples z_{t+1} at temperature tau, and every z is decoded
-by the VAE. With a done head the dream ends when the predicted done probability exceeds
-`done_threshold`. Compare: for a recorded episode, three columns per frame: the real frame, the
-VAE reconstruction, and the MDN-RNN's one-step prediction (z_t sampled from the mixture given the
-encoded history up to t - 1, decoded).
+Dream: the very dream `wm train-controller` trains in: the same code (`wm.dream.batched.Dream`), the
+same random streams and the same rules (with --controller, the rules it was trained with). Dream
+`--dream-index i` of seed s uses the key of (s, i) (`view_keys`), so `Dream.run_linear` with that
+key gives the same return. It starts from a recorded first frame chosen by the key (or
+`--episode`); the environment's random process or the controller acts; the MDN-RNN samples z_{t+1}
+at temperature tau; every z is decoded by the VAE. Compare: for a recorded episode, three columns
+per frame: the real frame, the VAE reconstruction, and the MDN-RNN's one-step prediction (z_t
+sampled from the mixture given the encoded history up to t - 1, decoded).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ArtifactError, ConfigError, OutputExistsError
@@ -30,25 +32,30 @@ from wm.policies import RANDOM_POLICIES
 from wm.stage import Stage, StageResult, log
 
 STAGE_NAME = "dream"
-STAGE_VERSION = 1
+STAGE_VERSION = 2
+DREAM_VIEW = 31  # seed purpose of the dreams this command shows
 
 
 @dataclass(frozen=True)
 class DreamConfig(StageConfig):
     """Settings of `wm dream`."""
 
-    temperature: float = option(1.0, "Temperature tau of the MDN-RNN's sampling (logits / tau, sigma * sqrt(tau)).")
-    steps: int = option(300, "Longest dream (or compared stretch) in steps.")
+    temperature: Optional[float] = option(
+        None, "Temperature tau of the MDN-RNN's sampling (logits / tau, sigma * sqrt(tau)); default: the controller's training temperature, else 1.0.")
+    steps: int = option(300, "Frames shown: the first this many of the dream (or of the compared episode).")
     episode: Optional[int] = option(
         None,
-        "Recorded episode whose first frame starts the dream, or which --compare shows; default: the first episode "
-        "held out from the MDN-RNN's training.",
+        "Recorded episode whose first frame starts the dream (default: the one the dream's key picks, as in training), or "
+        "which --compare shows (default: the first episode held out from the MDN-RNN's training).",
     )
+    dream_index: int = option(0, "Which dream of this seed to show: dream i of seed s always uses the same random key.")
     policy: str = option(
         "random", "Acting policy inside the dream (random = the environment's random process); with --controller, the controller acts.",
         choices=RANDOM_POLICIES,
     )
-    done_threshold: float = option(0.5, "A dream ends when the predicted done probability exceeds this (models with a done head).")
+    sample_done: Optional[bool] = option(None, "End the dream with the predicted death probability (default: the controller's rule, else the threshold).")
+    done_threshold: Optional[float] = option(None, "The dream ends when the predicted done probability exceeds this (default: the controller's, else 0.5).")
+    max_steps: Optional[int] = option(None, "Step cap of the dream; default: the controller's, else the environment's.")
     context: int = option(5, "Dreamer: frames the RSSM observes before it imagines the rest of the episode open-loop.")
     fps: float = option(20.0, "Frames per second of the output.")
     scale: int = option(3, "Each 64x64 frame is enlarged by this factor.")
@@ -56,12 +63,14 @@ class DreamConfig(StageConfig):
     PRESETS = {"tiny": {"steps": 10, "scale": 1}, "demo": {"steps": 300}, "paper": {"temperature": 1.15}}
 
     def validate(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
-        self.require_at_least(1, "steps", "scale", "context")
-        self.require_at_least(0, "episode")
+        from wm.dream.rules import check_temperature
+
+        check_temperature(self.temperature)
+        self.require_at_least(1, "steps", "scale", "context", "max_steps")
+        self.require_at_least(0, "episode", "dream_index")
         self.require_positive("fps")
-        self.require_fraction("done_threshold")
+        if self.done_threshold is not None:
+            self.require_fraction("done_threshold")
 
 
 def default_out(config: DreamConfig) -> str:
@@ -116,15 +125,17 @@ def run(
             with open_artifact(compare, "rollouts") as rollouts:
                 check_rollouts_fit(rollouts, mdn_artifact)
         controller = None  # (layout, actor) of the controller acting in the dream
+        trained_rules = None
         if inputs.get("controller"):
-            from wm.controllers import actor_of, check_controller_fits, layout_of
+            from wm.controllers import actor_of, check_controller_fits, dream_rules_of, layout_of
 
             with open_artifact(inputs["controller"], "controller") as artifact:
                 check_controller_fits(artifact, vae=vae_artifact, mdnrnn=mdn_artifact)
                 controller = (layout_of(artifact), actor_of(artifact))
+                trained_rules = dream_rules_of(artifact)
         if out.exists() and not force:
             raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
-        if config.episode is None:
+        if config.episode is None and compare is not None:
             heldout = mdn_artifact.file["initial/heldout"][:]
             config = dataclasses.replace(config, episode=int(heldout.argmax()) if heldout.any() else 0)
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
@@ -138,17 +149,20 @@ def run(
         vae = read_model(vae_artifact, build_vae)
         mdnrnn = read_model(mdn_artifact, build_mdnrnn)
         action_dim, discrete = int(mdn_artifact.attr("action_dim")), bool(mdn_artifact.attr("discrete_actions"))
-        temperature = tf.constant(config.temperature, tf.float32)
+        temperature = tf.constant(config.temperature if config.temperature is not None else 1.0, tf.float32)
 
         def decode(z: np.ndarray) -> np.ndarray:
             images = [vae.decode(tf.constant(z[i : i + 256])).numpy() for i in range(0, len(z), 256)]
             return output_to_frames(np.concatenate(images))
 
         if compare is None:
-            frames, ended = _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf, controller)
-            video = upscale(decode(frames), config.scale)
-            what = f"a dream of {len(frames)} steps from episode {config.episode}'s first frame" + (
-                " (ended by the done head)" if ended else "") + (f", {inputs['controller']} acting" if controller is not None else "")
+            frames, length, rules = _dream(config, seed, mdn_artifact, mdnrnn, controller, trained_rules)
+            video = upscale(decode(frames[: config.steps]), config.scale)
+            start = f"episode {config.episode}'s first frame" if config.episode is not None else "the first frame its key picked"
+            ending = "ended by the model" if length < rules.max_steps else f"cut at the step cap {rules.max_steps}"
+            what = (f"dream {config.dream_index} of seed {seed}: {length} steps ({ending}, return {frames_return(length, rules)}) from {start}, "
+                    f"{'the controller' if controller is not None else 'the ' + config.policy + ' policy'} acting under {rules}"
+                    + (f"; the first {config.steps} frames shown" if length > config.steps else ""))
         else:
             with open_artifact(compare, "rollouts") as rollouts:
                 from wm.io.rollouts import RolloutsReader
@@ -171,46 +185,70 @@ def run(
     return StageResult(out, "", "written")
 
 
-def _dream(config, seed, mdn_artifact, mdnrnn, mixture, encode_actions, action_dim, discrete, temperature, tf, controller=None):
-    """Latents [T, latent] of one dream, and whether the done head ended it; `controller` (layout, actor) acts if given."""
+def view_keys(seed: int, indices: list[int]) -> Any:
+    """The random keys [n, 2] of dreams `indices` of `wm dream --seed seed --dream-index i`."""
+    from wm.rng import keys_from_seeds
+
+    return keys_from_seeds(seed, [(DREAM_VIEW, i) for i in indices])
+
+
+def frames_return(length: int, rules: Any) -> str:
+    """The return of a shown dream, where the rules make it the length (survival reward)."""
+    return str(length) if rules.reward == "survival" else "from the reward head"
+
+
+def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, controller: Any, trained_rules: Any) -> tuple[Any, int, Any]:
+    """Latents [T, latent] of one dream, its length and its rules: the batched dream of training, for one key.
+
+    `controller` (layout, actor) acts if given, with the rules it was trained with (options given here win);
+    otherwise the environment's random process (`config.policy`) acts.
+    """
     import numpy as np
 
-    from wm.envs.spaces import space_from_json
-    from wm.policies import PolicySpec, make_policy
+    from wm.dream.batched import Dream
+    from wm.dream.rules import dream_rules
+    from wm.envs import default_max_steps
+    from wm.tfsetup import tensorflow
 
-    initial_mu = mdn_artifact.file["initial/mu"]
-    if config.episode >= initial_mu.shape[0]:
+    tf = tensorflow()
+    initial_mu = mdn_artifact.file["initial/mu"][:]
+    if config.episode is not None and config.episode >= initial_mu.shape[0]:
         raise ConfigError(f"'episode' is {config.episode}, but {mdn_artifact.path} recorded {initial_mu.shape[0]} first frames.")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, config.episode]))
-    mu0 = initial_mu[config.episode]
-    logvar0 = mdn_artifact.file["initial/logvar"][config.episode]
-    z = (mu0 + np.exp(0.5 * logvar0) * rng.standard_normal(mu0.shape)).astype(np.float32)[None]  # [1, latent]
+    env_id = mdn_artifact.attr("env_id")
+    pick = lambda mine, theirs, default: mine if mine is not None else (theirs if trained_rules is not None else default)  # noqa: E731
+    rules = dream_rules(
+        mdnrnn,
+        temperature=pick(config.temperature, getattr(trained_rules, "temperature", None), 1.0),
+        max_steps=pick(config.max_steps, getattr(trained_rules, "max_steps", None), default_max_steps(env_id)),
+        reward=trained_rules.reward if trained_rules is not None else "auto",
+        sample_done=pick(config.sample_done, getattr(trained_rules, "done", None) == "sample", False),
+        done_threshold=pick(config.done_threshold, getattr(trained_rules, "done_threshold", None), 0.5),
+    )
+    dream = Dream(mdnrnn, initial_mu, mdn_artifact.file["initial/logvar"][:], rules)
+    keys = tf.constant(view_keys(seed, [config.dream_index]), tf.uint32)
+    start = None if config.episode is None else tf.constant(config.episode)
     if controller is not None:
-        from wm.models.controller import env_action, features, model_action
+        from wm.models.controller import features, tf_env_action, tf_model_action
 
         layout, actor = controller
 
-        def choose(z, state):  # the controller sees [z, (c), h] of the state before M reads z
-            raw = actor(features(layout, tf.constant(z), state[0], state[1], concat=tf.concat)).numpy()[0]
-            return model_action(layout, env_action(layout, raw))[None]
+        def act(z, h, c, slots, t):  # the controller sees [z, (c), h] of the state before M reads z
+            return tf_model_action(layout, tf_env_action(layout, actor(features(layout, z, h, c, concat=tf.concat))))
     else:
-        policy = make_policy(PolicySpec(config.policy), mdn_artifact.attr("env_id"), space_from_json(mdn_artifact.attr("action_space_json")))
-        policy.reset(rng)
+        from wm.dream.actions import policy_action_table
+        from wm.envs.spaces import space_from_json
+        from wm.policies import PolicySpec
 
-        def choose(z, state):
-            return encode_actions(np.asarray([policy.act(None)]), action_dim, discrete)
+        table = tf.constant(policy_action_table(
+            PolicySpec(config.policy), env_id, space_from_json(mdn_artifact.attr("action_space_json")), seed, [config.dream_index],
+            rules.max_steps, int(mdn_artifact.attr("action_dim")), bool(mdn_artifact.attr("discrete_actions"))))
 
-    state = mdnrnn.initial_state(1)
-    latents, ended = [], False
-    for t in range(config.steps):
-        latents.append(z[0])
-        action = choose(z, state)
-        heads, state = mdnrnn.step(tf.constant(z), tf.constant(action), state)
-        if "done_logit" in heads and float(tf.sigmoid(heads["done_logit"])[0]) > config.done_threshold:
-            ended = True
-            break
-        z = mixture.sample(heads["logits"], heads["mu"], heads["log_sigma"], temperature, tf.constant([seed, t + 1], tf.int64)).numpy()
-    return np.stack(latents), ended
+        def act(z, h, c, slots, t):
+            return tf.gather(table[:, t], slots)
+
+    _, lengths, latents = tf.function(lambda: dream.run(keys, act, record=True, start_episode=start), autograph=True)()
+    length = int(lengths.numpy()[0])
+    return np.asarray(latents.numpy()[:length, 0]), length, rules
 
 
 def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[str, Optional[str | Path]], force: bool) -> StageResult:

@@ -60,8 +60,9 @@ class EvaluateConfig(StageConfig):
             raise ConfigError(f"'cem_candidates' ({self.cem_candidates}) must be at least 'cem_top' ({self.cem_top}).")
         self.require_at_least(0, "dream_episodes")
         self.require_positive("task_timeout")
-        if self.temperature is not None and self.temperature <= 0:
-            raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
+        from wm.dream.rules import check_temperature
+
+        check_temperature(self.temperature)
         if self.video is not None:
             from wm.media import check_media_path
 
@@ -72,11 +73,11 @@ def default_out(config: EvaluateConfig) -> str:
     return "artifacts/evaluation.h5"
 
 
-def evaluation_seeds(seed: int, episodes: int, avoid: set[int]) -> tuple[int, list[int]]:
+def evaluation_seeds(seed: int, episodes: int, avoid: set[int], purpose: int = REAL_EVALUATION) -> tuple[int, list[int]]:
     """The run seed and the `episodes` episode indices of an evaluation, skipping any whose env seed is in `avoid`."""
     from wm.episodes import episode_env_seed, purpose_seed
 
-    run_seed = purpose_seed(seed, REAL_EVALUATION)
+    run_seed = purpose_seed(seed, purpose)
     indices, index = [], 0
     while len(indices) < episodes:
         if episode_env_seed(run_seed, index) not in avoid:

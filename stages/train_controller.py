@@ -92,8 +92,9 @@ class TrainControllerConfig(StageConfig):
     }
 
     def validate(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {self.temperature}.")
+        from wm.dream.rules import check_temperature
+
+        check_temperature(self.temperature)
         if self.population < 2:
             raise ConfigError(f"'population' must be at least 2 (CMA-ES ranks candidates against each other); got {self.population}.")
         if self.algo == "ppo" and not self.dream:

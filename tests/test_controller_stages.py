@@ -174,8 +174,9 @@ def test_a_vae_and_mdnrnn_of_different_latents_are_refused(chain, tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--temperature", "0"], "'temperature' must be positive"),
-        (["--temperature", "-1.5"], "'temperature' must be positive"),
+        (["--temperature", "0"], "'temperature' must be a finite positive number"),
+        (["--temperature", "-1.5"], "'temperature' must be a finite positive number"),
+        (["--temperature", "nan"], "'temperature' must be a finite positive number"),
         (["--population", "1"], "'population' must be at least 2"),
         (["--algo", "ppo", "--real"], "PPO trains inside the dream only"),
     ],
@@ -187,7 +188,7 @@ def test_bad_training_settings_are_refused(chain, tmp_path, args, expected):
 
 def test_evaluate_refuses_a_nonpositive_temperature(controllers, tmp_path):
     message = fails_cleanly(tmp_path, "evaluate", "--controller", str(controllers["dream"]), "--temperature", "0")
-    assert "'temperature' must be positive" in message
+    assert "'temperature' must be a finite positive number" in message
 
 
 def test_run_refuses_an_unknown_stage_name(tmp_path):
@@ -196,6 +197,91 @@ def test_run_refuses_an_unknown_stage_name(tmp_path):
         assert result.returncode == 2
         assert "'train-controler' is not a step of this pipeline" in error_line(result) and "Did you mean 'train-controller'" in error_line(result)
     assert not (tmp_path / "run").exists()
+
+
+# --- wm fidelity and wm dream: the dream against the real environment, the dream of training ---------
+
+
+def test_fidelity_compares_each_policy_in_the_dream_and_the_real_environment(controllers, tmp_path):
+    out = tmp_path / "fidelity.h5"
+    result = run_wm("fidelity", "--controller", str(controllers["dream"]), "--preset", "tiny", "--backend", "serial", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with open_artifact(out, "fidelity") as fidelity, open_artifact(controllers["dream"], "controller") as controller:
+        names = json.loads(fidelity.attr("policies_json"))
+        assert names == ["random", "always left", "always nothing", "always right", "controller"]
+        rules = json.loads(fidelity.attr("rules_json"))
+        assert rules == json.loads(controller.attr("dream_rules_json")) | {"max_steps": 40}  # its training rules, the tiny cap
+        summary = json.loads(fidelity.attr("summary_json"))
+        for name in names:
+            group = fidelity.file[f"policy/{name.replace(' ', '_')}"]
+            real, dream = group["real_length"][:], group["dream_length"][:]
+            assert len(real) == len(dream) == 3 and (dream <= 40).all() and (real <= 40).all()
+            assert summary[name]["length_ratio"] == pytest.approx(dream.mean() / real.mean())
+            assert not set(group["real_seed"][:].tolist()) & set(controller.file["training_env_seeds"][:].tolist())
+        assert fidelity.file["open_loop/horizon"][:].tolist() == [1, 2, 3, 4, 5]
+        assert sorted(json.loads(fidelity.attr("open_loop_json"))) == ["1", "2", "5"]
+    assert (tmp_path / "fidelity.png").stat().st_size > 1000
+    assert "Fidelity of the fake-pixels dream (tau 1.15" in result.stdout and "always right" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--episodes", "0"], "'episodes' must be at least 1"),
+        (["--horizons", "1,x"], "'horizons' must be comma-separated positive step counts"),
+        (["--policies", "constant,dance"], "'policies' must list random and/or constant"),
+        (["--temperature", "inf"], "'temperature' must be a finite positive number"),
+    ],
+)
+def test_fidelity_refuses_bad_settings(chain, tmp_path, args, expected):
+    message = fails_cleanly(tmp_path, "fidelity", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny",
+                            "--backend", "serial", *args)
+    assert expected in message
+
+
+def test_fidelity_refuses_a_horizon_longer_than_the_held_out_episodes(chain, tmp_path):
+    message = fails_cleanly(tmp_path, "fidelity", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny",
+                            "--horizons", "1,40")
+    assert "The longest horizon (40) must be shorter than the held-out episodes, which last at most 40 steps (the step cap)" in message
+
+
+def test_fidelity_refuses_mismatched_inputs(controllers, chain, tmp_path):
+    other_vae = tmp_path / "other-vae.h5"
+    run_stage("train-vae", other_vae, {"rollouts": chain["rollouts"]}, seed=1, epochs=1)
+    message = fails_cleanly(tmp_path, "fidelity", "--vae", str(other_vae), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny")
+    assert "trained on latents made by another VAE" in message
+    message = fails_cleanly(tmp_path, "fidelity", "--vae", str(chain["rollouts"]), "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny")
+    assert "rollouts" in message and "vae" in message
+    message = fails_cleanly(tmp_path, "fidelity", "--mdnrnn", str(chain["mdnrnn"]), "--preset", "tiny")
+    assert "Give --vae and --mdnrnn" in message
+    other_mdnrnn = tmp_path / "other-mdnrnn.h5"
+    run_stage("train-mdnrnn", other_mdnrnn, {"latents": chain["latents"]}, seed=3, epochs=1)
+    message = fails_cleanly(tmp_path, "fidelity", "--vae", str(chain["vae"]), "--mdnrnn", str(other_mdnrnn), "--controller",
+                            str(controllers["dream"]), "--preset", "tiny")
+    assert "trained with another MDN-RNN" in message
+
+
+def test_wm_dream_shows_the_very_dream_training_runs(controllers, chain, tmp_path):
+    """Same code, randomness and rules: `wm dream --controller` lasts as long as the training path's dream with that key."""
+    from wm.controllers import dream_rules_of, layout_of
+    from wm.dream.batched import Dream
+    from wm.dream.world import load_world_model
+    from wm.stages.dream import view_keys
+
+    world = load_world_model(chain["vae"], chain["mdnrnn"], with_vae=False)
+    with open_artifact(controllers["dream"], "controller") as controller:
+        rules, layout, mean = dream_rules_of(controller), layout_of(controller), controller.file["params/mean"][:]
+    rules = type(rules)(**{**rules.__dict__, "done": "sample"})  # sampled deaths: dreams of many lengths
+    dream = Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules)
+    lengths = []
+    for index in range(4):
+        _, length = dream.run_linear(layout, mean[None], np.zeros(1, np.int64), view_keys(7, [index]))
+        result = run_wm("dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--controller", str(controllers["dream"]),
+                        "--sample-done", "true", "--seed", "7", "--dream-index", str(index), "--out", str(tmp_path / f"d{index}.gif"))
+        assert result.returncode == 0, result.stderr
+        assert f"dream {index} of seed 7: {int(length[0])} steps" in result.stderr
+        lengths.append(int(length[0]))
+    assert len(set(lengths)) > 1, lengths  # the dreams differ, so the match above is not a coincidence
 
 
 # --- wm run ---------------------------------------------------------------------------------------
@@ -210,18 +296,23 @@ def test_the_tiny_preset_runs_the_whole_chain(pipeline, tmp_path):
     folder = tmp_path / "run"
     result = run_wm("run", pipeline, "--preset", "tiny", "--out", str(folder))
     assert result.returncode == 0, result.stderr
-    assert list(_statuses(folder)) == ["rollout", "train-vae", "encode", "train-mdnrnn", "train-controller", "evaluate"]
+    steps = ["rollout", "train-vae", "encode", "train-mdnrnn", "fidelity", "train-controller", "evaluate", "fidelity-controller"]
+    assert list(_statuses(folder)) == (steps if pipeline == "doom-takecover" else [s for s in steps if not s.startswith("fidelity")])
     assert set(_statuses(folder).values()) == {"written"}
     with open_artifact(folder / "controller.h5", "controller") as controller:
         assert controller.attr("env_id") == pipeline and controller.attr("trained_in") == ("dream" if pipeline == "doom-takecover" else "real")
     assert f"evaluate: {pipeline}: 3 real episodes, return" in result.stdout
+    if pipeline == "doom-takecover":  # the fidelity tables of the world model and of the final controller
+        assert "fidelity: Fidelity of the doom-takecover dream (tau 1.15" in result.stdout
+        assert "fidelity-controller: Fidelity" in result.stdout and "\ncontroller " in result.stdout
 
 
 def test_run_skips_up_to_date_steps_and_reruns_what_changed(tmp_path):
     folder = tmp_path / "run"
     first = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--iterations", "1")
     assert first.returncode == 0, first.stderr
-    assert list(_statuses(folder))[6:] == ["rollout@2", "encode@2", "train-mdnrnn@2", "train-controller@2", "evaluate@2"]
+    assert list(_statuses(folder))[8:] == ["rollout@2", "encode@2", "train-mdnrnn@2", "fidelity@2", "train-controller@2", "evaluate@2",
+                                           "fidelity-controller@2"]
     with open_artifact(folder / "iter2" / "rollouts.h5", "rollouts") as more:
         assert more.attr("policy") == "held+controller" and more.file["episode/length"].shape[0] == 6
     again = run_wm("run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--to-stage", "evaluate")
@@ -245,10 +336,12 @@ def test_iterations_chain_each_round_to_the_previous_one():
     from wm.pipeline import get_recipe
 
     steps = {step.name: step for step in get_recipe("doom-takecover").expand(2, retrain_vae=True)}
-    assert list(steps)[6:] == [
-        "rollout@2", "train-vae@2", "encode@2", "train-mdnrnn@2", "train-controller@2", "evaluate@2",
-        "rollout@3", "train-vae@3", "encode@3", "train-mdnrnn@3", "train-controller@3", "evaluate@3",
+    assert list(steps)[8:] == [
+        "rollout@2", "train-vae@2", "encode@2", "train-mdnrnn@2", "fidelity@2", "train-controller@2", "evaluate@2", "fidelity-controller@2",
+        "rollout@3", "train-vae@3", "encode@3", "train-mdnrnn@3", "fidelity@3", "train-controller@3", "evaluate@3", "fidelity-controller@3",
     ]
+    assert steps["fidelity@3"].inputs == {"vae": "train-vae@3", "mdnrnn": "train-mdnrnn@3"}
+    assert steps["fidelity-controller@3"].inputs == {"controller": "train-controller@3"}
     assert steps["rollout@2"].inputs == {"controller": "train-controller", "extend": "rollout"}
     assert steps["rollout@3"].inputs == {"controller": "train-controller@2", "extend": "rollout@2"}
     assert steps["rollout@3"].settings["policy"] == "controller" and steps["rollout@3"].out == "iter3/rollouts.h5"

@@ -179,8 +179,8 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
                 iterations: int, retrain_vae: bool, from_stage: str | None, to_stage: str | None, force: bool) -> None:
     """Run a pipeline recipe's stages in order, skipping those whose output is up to date.
 
-    Recipes: doom-takecover, carracing (rollout -> train-vae -> encode -> train-mdnrnn -> train-controller -> evaluate).
-    Ends by printing each evaluation.
+    Recipes: doom-takecover (rollout -> train-vae -> encode -> train-mdnrnn -> fidelity -> train-controller -> evaluate ->
+    fidelity-controller), carracing (the same without the fidelity steps). Ends by printing each fidelity table and evaluation.
     """
 
     def action() -> None:
@@ -192,6 +192,11 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
         )
         for name, step in manifest["steps"].items():
             click.echo(f"{name:<20} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}")
+        for name, step in manifest["steps"].items():
+            if step["stage"] == "fidelity":
+                from wm.fidelity import fidelity_report
+
+                click.echo(f"{name}: {fidelity_report(step['path'])}")
         for name, step in manifest["steps"].items():
             if step["stage"] == "evaluate":
                 from wm.io.inspect import evaluation_sentence

@@ -125,15 +125,35 @@ class HeldPolicy:
         return self.action
 
 
+class ConstantPolicy:
+    """The same action at every step (`wm fidelity` compares dreams and real episodes under each one)."""
+
+    def __init__(self, action_space: Any, action: Any = 0):
+        import gymnasium.spaces as spaces
+
+        if not isinstance(action_space, spaces.Discrete):
+            raise UsageError("The constant policy needs a Discrete action space.")
+        if not action_space.contains(int(action)):
+            raise UsageError(f"The constant action {action} is not in the action space {action_space}.")
+        self.action = int(action)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        pass
+
+    def act(self, observation: Any) -> int:
+        return self.action
+
+
 PolicyFactory = Callable[..., Policy]
 
 POLICY_FACTORIES: dict[str, PolicyFactory] = {
     "uniform": lambda env_name, action_space, **kw: UniformPolicy(action_space, **kw),
     "brownian": lambda env_name, action_space, **kw: BrownianPolicy(action_space, **kw),
     "held": lambda env_name, action_space, **kw: HeldPolicy(action_space, **kw),
+    "constant": lambda env_name, action_space, **kw: ConstantPolicy(action_space, **kw),
 }
 
-RANDOM_POLICIES = ("random", *POLICY_FACTORIES)
+RANDOM_POLICIES = ("random", "uniform", "brownian", "held")
 
 
 def _controller_agent(env_name: str, action_space: Any, **kwargs: Any) -> Policy:

@@ -46,14 +46,21 @@ class Dream:
         self.latent_dim, self.units = int(mdnrnn.latent_dim), int(mdnrnn.units)
         self.temperature = tf.constant(rules.temperature, tf.float32)
         self._linear: Any = None
+        self._fixed: Any = None
 
     # --- the pieces -------------------------------------------------------------------------------
 
-    def start(self, keys: Any) -> Any:
-        """z_0 [n, latent] for dreams with keys [n, 2]: a random recorded first frame, z drawn from its q(z | x)."""
+    def start(self, keys: Any, episode: Any = None) -> Any:
+        """z_0 [n, latent] for dreams with keys [n, 2]: a random recorded first frame, z drawn from its q(z | x).
+
+        `episode` (a scalar) picks the recorded first frame instead of the key (`wm dream --episode`).
+        """
         episodes = tf.shape(self.initial_mu)[0]
-        u = rng.uniform(keys, 0, STREAM_START_EPISODE)
-        episode = tf.minimum(tf.cast(u * tf.cast(episodes, tf.float32), tf.int32), episodes - 1)
+        if episode is None:
+            u = rng.uniform(keys, 0, STREAM_START_EPISODE)
+            episode = tf.minimum(tf.cast(u * tf.cast(episodes, tf.float32), tf.int32), episodes - 1)
+        else:
+            episode = tf.fill(tf.shape(keys)[:1], tf.cast(episode, tf.int32))
         noise = rng.normal(keys, 0, STREAM_START_Z, (self.latent_dim,))
         return tf.gather(self.initial_mu, episode) + tf.gather(self.initial_sigma, episode) * noise
 
@@ -84,19 +91,25 @@ class Dream:
 
     # --- many dreams to the end, in one compiled loop -----------------------------------------------
 
-    def run(self, keys: Any, act: Callable[[Any, Any, Any, Any, Any], Any]) -> tuple[Any, Any]:
+    def run(self, keys: Any, act: Callable[[Any, Any, Any, Any, Any], Any], *, record: bool = False,
+            start_episode: Any = None) -> tuple[Any, ...]:
         """Run dreams with keys [n, 2] until every one has ended: (returns [n], lengths [n] int32).
 
         `act(z, h, c, slots, t)` gives the MDN-RNN action input [m, action] of the m dreams still
         running (`slots` are their rows in `keys`). Dreams that end leave the batch, so the cost
-        follows the dreams still alive. Graph code: call it inside a tf.function.
+        follows the dreams still alive. With `record`, a third result holds every dream's latents
+        [max_steps, n, latent] (z_t of the steps it lived, zeros after; for pictures of a few dreams).
+        Graph code: call it inside a tf.function.
         """
         n = tf.shape(keys)[0]
-        z = self.start(keys)
+        z = self.start(keys, start_episode)
         h, c = self.zero_state(n)
         max_steps = self.rules.max_steps
+        frames = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, self.latent_dim])
 
-        def body(t, slots, z, h, c, row_keys, returns, lengths):
+        def body(t, slots, z, h, c, row_keys, returns, lengths, frames):
+            if record:
+                frames = frames.write(t, tf.scatter_nd(slots[:, None], z, [n, self.latent_dim]))
             action = act(z, h, c, slots, t)
             z, h, c, reward, terminated = self.transition(z, h, c, action, row_keys, t)
             returns = tf.tensor_scatter_nd_add(returns, slots[:, None], reward)
@@ -106,16 +119,35 @@ class Dream:
             lengths = tf.tensor_scatter_nd_update(lengths, finished[:, None], tf.fill(tf.shape(finished), t))
             keep = tf.where(~ended)[:, 0]
             gather = lambda x: tf.gather(x, keep)  # noqa: E731
-            return t, gather(slots), gather(z), gather(h), gather(c), gather(row_keys), returns, lengths
+            return t, gather(slots), gather(z), gather(h), gather(c), gather(row_keys), returns, lengths, frames
 
-        loop_vars = (tf.constant(0), tf.range(n), z, h, c, keys, tf.zeros([n]), tf.zeros([n], tf.int32))
+        loop_vars = (tf.constant(0), tf.range(n), z, h, c, keys, tf.zeros([n]), tf.zeros([n], tf.int32), frames)
         batch = tf.TensorShape([None])
         invariants = (
             tf.TensorShape([]), batch, tf.TensorShape([None, self.latent_dim]), tf.TensorShape([None, self.units]),
-            tf.TensorShape([None, self.units]), tf.TensorShape([None, 2]), batch, batch,
+            tf.TensorShape([None, self.units]), tf.TensorShape([None, 2]), batch, batch, tf.TensorShape(None),
         )
         result = tf.while_loop(lambda t, slots, *rest: tf.size(slots) > 0, body, loop_vars, shape_invariants=invariants)
+        if record:
+            return result[6], result[7], result[8].stack()
         return result[6], result[7]
+
+    def run_actions(self, keys: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dreams driven by fixed action sequences: actions [n, max_steps, action] (MDN-RNN inputs), keys [n, 2].
+
+        Dream i takes actions[i, t] at step t whatever it sees (a random process or a constant action).
+        Returns (returns [n], lengths [n]).
+        """
+        if self._fixed is None:
+            spec = [tf.TensorSpec([None, 2], tf.uint32), tf.TensorSpec([None, None, None], tf.float32)]
+
+            @tf.function(input_signature=spec, jit_compile=False)
+            def run_fixed(keys, table):
+                return self.run(keys, lambda z, h, c, slots, t: tf.gather(table[:, t], slots))
+
+            self._fixed = run_fixed
+        returns, lengths = self._fixed(tf.constant(keys, tf.uint32), tf.constant(actions, tf.float32))
+        return returns.numpy(), lengths.numpy()
 
     def run_linear(self, layout: ControllerLayout, params: np.ndarray, candidate: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dream with linear controllers: params [P, num_params], dream i driven by candidate[i], keys [n, 2].

@@ -19,13 +19,24 @@ class DreamRules:
     done_threshold: float = 0.5
 
 
+def check_temperature(temperature: float | None, name: str = "temperature") -> None:
+    """Raise ConfigError unless the temperature is a finite positive number (None means "the default" and passes).
+
+    The one check every stage that dreams uses: tau divides the mixture logits and its square root
+    scales the noise, so zero, negative, NaN and infinite values make no dream.
+    """
+    import math
+
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"'{name}' must be a finite positive number (it divides the mixture logits); got {temperature}.")
+
+
 def dream_rules(
     mdnrnn: Any, *, temperature: float, max_steps: int, reward: str = "auto", sample_done: bool = False,
     done_threshold: float = 0.5,
 ) -> DreamRules:
     """The rules for a dream of this MDN-RNN; `auto` reward is the reward head if it has one, else survival."""
-    if temperature <= 0:
-        raise ConfigError(f"'temperature' must be positive (it divides the mixture logits); got {temperature}.")
+    check_temperature(temperature)
     if reward == "auto":
         reward = "head" if mdnrnn.reward_head else "survival"
     if reward == "head" and not mdnrnn.reward_head:

@@ -37,6 +37,13 @@ class WorldModel:
     def units(self) -> int:
         return int(self.mdnrnn.units)
 
+    @property
+    def discrete_actions(self) -> bool:
+        """Whether actions are discrete (the MDN-RNN reads them one-hot)."""
+        import json
+
+        return json.loads(self.action_space_json).get("type") == "Discrete"
+
 
 def check_pair(vae: Any, mdnrnn: Any) -> None:
     """Raise ArtifactError unless the MDN-RNN artifact was trained on latents made by this VAE artifact."""

@@ -22,6 +22,7 @@ class EnvInfo:
     factory: str  # "module:function", imported when the environment is made
     default_max_steps: int
     random_policy: str  # what `--policy random` means here
+    action_names: tuple[str, ...] = ()  # names of discrete actions, for tables
 
 
 ENVIRONMENTS: dict[str, EnvInfo] = {
@@ -40,6 +41,7 @@ ENVIRONMENTS: dict[str, EnvInfo] = {
             "wm.envs.doom:make_doom_takecover",
             2100,
             "held",
+            ("left", "nothing", "right"),
         ),
         EnvInfo(
             "fake-pixels",
@@ -47,6 +49,7 @@ ENVIRONMENTS: dict[str, EnvInfo] = {
             "wm.envs.fake:make_fake_pixels",
             1000,
             "held",
+            ("left", "nothing", "right"),
         ),
     )
 }
@@ -103,3 +106,9 @@ def make_env(name: str, max_steps: int | None = None, **kwargs: Any) -> Any:
 
     return gym.make(name, max_episode_steps=limit, **kwargs)
 
+
+
+def action_name(name: str, action: int) -> str:
+    """A discrete action's name in environment `name` ('left'), or its number ('2') where it has none."""
+    names = ENVIRONMENTS[name].action_names if name in ENVIRONMENTS else ()
+    return names[action] if action < len(names) else str(action)

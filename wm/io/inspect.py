@@ -72,6 +72,12 @@ def _summary(artifact: Any) -> dict[str, Any]:
         return summary
     if artifact.kind == "evaluation":
         return evaluation_summary(artifact)
+    if artifact.kind == "fidelity":
+        summary = {"rules": artifact.json_attr("rules_json")}
+        summary.update({f"{name}: dream/real length": round(row["length_ratio"], 3) for name, row in artifact.json_attr("summary_json").items()})
+        summary.update({f"open loop, horizon {j}: NLL / death AUC": f"{row['nll']:.3f} / {row['done_auc']:.3f}"
+                        for j, row in artifact.json_attr("open_loop_json").items()})
+        return summary
     return {}
 
 

@@ -119,6 +119,11 @@ SCHEMAS: dict[str, KindSchema] = {
         required_datasets=("episode/return", "episode/length", "episode/seed", "dream/return"),
         required_attributes=("env_id", "mean_return", "std_return"),
     ),
+    "fidelity": KindSchema(
+        version=1,
+        required_datasets=("open_loop/horizon", "open_loop/nll", "open_loop/done_auc"),
+        required_attributes=("env_id", "rules_json", "policies_json", "summary_json", "open_loop_json", "episodes"),
+    ),
     "dreamer": KindSchema(
         version=1,
         required_datasets=("agent/00000", "history/eval_return_mean", "history/episode_return", "training_env_seeds"),

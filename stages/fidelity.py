@@ -1,0 +1,351 @@
+"""Stage `fidelity`: how well a World Models dream agrees with the real environment.
+
+    wm fidelity --vae vae.h5 --mdnrnn mdnrnn.h5 --temperature 1.15 --out fidelity.h5
+    wm fidelity --controller controller.h5 --out fidelity.h5        # its world model and training rules, and it as a policy
+
+1. Dream against real, per policy: the environment's random process, each constant action of a
+   discrete action space, and the controller if one is given each play `episodes` real episodes
+   (fresh seeds) and `episodes` dreams under the training rules (temperature, death rule, step cap).
+   The random process takes the same action sequence in dream i as in real episode i. Reported per
+   policy: episode length and return (mean +- std) in both, the ratio dream / real of the mean
+   lengths, and a two-sample Kolmogorov-Smirnov test of the lengths.
+2. Open-loop prediction on the random process's real episodes (held out from training by
+   construction), encoded by the VAE: the MDN-RNN reads the real z_0 .. z_k, then runs on its own
+   samples with the recorded actions; the NLL of the real z_{k+j} and the death head's ROC AUC at
+   every horizon j up to the largest of `horizons` (`wm.fidelity`).
+
+The artifact (kind `fidelity`) stores every episode's length and return per policy, the open-loop
+curves and the table; `<out>.png` shows real against dream lengths per policy and error against
+horizon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from wm.config import StageConfig, config_to_json, option
+from wm.errors import ConfigError, Interrupted, UsageError
+from wm.stage import Stage, StageResult, log, plural, prepare_output
+
+STAGE_NAME = "fidelity"
+STAGE_VERSION = 1
+REAL_EPISODES, DREAMS, LATENT_NOISE, OPEN_LOOP = 21, 22, 23, 24  # seed purposes, distinct from training's and evaluation's
+
+
+@dataclass(frozen=True)
+class FidelityConfig(StageConfig):
+    """Settings of `wm fidelity`."""
+
+    episodes: int = option(100, "Real episodes, and dreams, per policy (fresh seeds).")
+    policies: str = option(
+        "random,constant",
+        "Policies to compare, comma-separated: random (the environment's random process) and constant (each action of a "
+        "discrete action space, one policy each). A --controller is always added.",
+    )
+    temperature: Optional[float] = option(None, "Temperature tau of the dreams; default: the controller's training temperature, else 1.0.")
+    sample_done: Optional[bool] = option(None, "End a dream with the predicted death probability (default: the controller's rule, else the threshold).")
+    done_threshold: Optional[float] = option(None, "A dream ends when the predicted death probability exceeds this (default: the controller's, else 0.5).")
+    max_steps: Optional[int] = option(None, "Step cap of episodes and dreams; default: the controller's, else the environment's (2100 doom-takecover).")
+    horizons: str = option("1,5,20,50", "Open-loop horizons to report, comma-separated (the curve is stored for every horizon up to the largest).")
+    open_loop_stride: int = option(1, "Open-loop rows start at every this many steps of each held-out episode.")
+    params: str = option("mean", "CMA-ES controllers: the distribution's mean or the best candidate seen.", choices=("mean", "best"))
+    env_kwargs: dict = option({}, "Extra keyword arguments for the real environment, as JSON.")
+    workers: int = option(2, "Parallel worker processes for real episodes (does not change the result).", fingerprint=False)
+    backend: str = option("process", "Where real episodes run: process, serial or ray.", choices=("process", "serial", "ray"), fingerprint=False)
+    ray_address: Optional[str] = option(None, "Address of a running Ray cluster for --backend ray.", fingerprint=False)
+    task_timeout: float = option(1800.0, "Seconds without any real episode finishing after which the workers are declared hung.", fingerprint=False)
+
+    PRESETS = {"tiny": {"episodes": 3, "max_steps": 40, "horizons": "1,2,5"}, "demo": {"episodes": 24}, "paper": {"episodes": 100}}
+
+    def validate(self) -> None:
+        from wm.dream.rules import check_temperature
+
+        check_temperature(self.temperature)
+        self.require_at_least(1, "episodes", "open_loop_stride", "max_steps", "workers")
+        self.require_positive("task_timeout")
+        if self.done_threshold is not None:
+            self.require_fraction("done_threshold")
+        self.policy_names()
+        self.horizon_list()
+
+    def policy_names(self) -> list[str]:
+        """The policy kinds asked for: a subset of random, constant."""
+        names = [part.strip() for part in self.policies.split(",") if part.strip()]
+        unknown = [name for name in names if name not in ("random", "constant")]
+        if unknown or len(set(names)) != len(names):
+            raise ConfigError(f"'policies' must list random and/or constant once each, comma-separated; got {self.policies!r}.")
+        return names
+
+    def horizon_list(self) -> list[int]:
+        """The reported horizons, ascending."""
+        try:
+            horizons = sorted({int(part) for part in self.horizons.split(",")})
+        except ValueError:
+            horizons = []
+        if not horizons or horizons[0] < 1:
+            raise ConfigError(f"'horizons' must be comma-separated positive step counts such as 1,5,20,50; got {self.horizons!r}.")
+        return horizons
+
+
+def default_out(config: FidelityConfig) -> str:
+    return "artifacts/fidelity.h5"
+
+
+@dataclass
+class PolicyPlan:
+    """One compared policy: its name, how it acts in the real environment and in the dream."""
+
+    name: str
+    spec: Any  # wm.policies.PolicySpec for real episodes
+    record_frames: bool  # its real episodes feed the open-loop evaluation
+
+
+def run(
+    config: FidelityConfig,
+    *,
+    out: str | Path,
+    seed: int,
+    inputs: Mapping[str, Optional[str | Path]],
+    force: bool = False,
+) -> StageResult:
+    """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write `out`."""
+    from wm.controllers import check_controller_fits, dream_rules_of
+    from wm.dream.rules import DreamRules, dream_rules
+    from wm.dream.world import check_pair
+    from wm.envs import default_max_steps
+    from wm.io.artifact import open_artifact
+
+    out = Path(out)
+    controller_path = inputs.get("controller")
+    if controller_path is None and (inputs.get("vae") is None or inputs.get("mdnrnn") is None):
+        raise UsageError("Give --vae and --mdnrnn (a world model), or --controller (which carries one).")
+    refs, avoid, trained_rules = [], set(), None
+    if inputs.get("vae") is not None and inputs.get("mdnrnn") is not None:
+        with open_artifact(inputs["vae"], "vae") as vae, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdnrnn:
+            check_pair(vae, mdnrnn)
+            refs += [vae.input_ref("vae"), mdnrnn.input_ref("mdnrnn")]
+            env_id, space_json = mdnrnn.attr("env_id"), mdnrnn.attr("action_space_json")
+            if controller_path is not None:
+                with open_artifact(controller_path, "controller") as controller:
+                    check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn, env_id=env_id)
+    elif inputs.get("vae") is not None or inputs.get("mdnrnn") is not None:
+        raise UsageError("Give both --vae and --mdnrnn, or neither (the controller carries its world model).")
+    if controller_path is not None:
+        with open_artifact(controller_path, "controller") as controller:
+            refs.append(controller.input_ref("controller"))
+            env_id, space_json = controller.attr("env_id"), controller.attr("action_space_json")
+            avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
+            trained_rules = dream_rules_of(controller)
+    config = _resolve_rules(config, trained_rules, default_max_steps(env_id))
+    horizons = config.horizon_list()
+    if horizons[-1] >= config.max_steps:
+        raise ConfigError(f"The longest horizon ({horizons[-1]}) must be shorter than the held-out episodes, which last at most "
+                          f"{config.max_steps} steps (the step cap).")
+    fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, refs, seed, out, force)
+    if up_to_date:
+        return StageResult(out, fingerprint, "up-to-date")
+    log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+
+    from wm.dream.batched import Dream
+    from wm.envs.spaces import space_from_json
+    from wm.fidelity import PolicyComparison, open_loop, plot_fidelity
+
+    world = _world_model(inputs)
+    rules = dream_rules(world.mdnrnn, temperature=config.temperature, max_steps=config.max_steps,
+                        reward=trained_rules.reward if trained_rules else "auto", sample_done=config.sample_done,
+                        done_threshold=config.done_threshold)
+    assert isinstance(rules, DreamRules)
+    dream = Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules)
+    space = space_from_json(space_json)
+    plans = _plans(config, env_id, space, controller_path)
+    log(f"Dream rules {rules}; policies: {', '.join(plan.name for plan in plans)}; {plural(config.episodes, 'episode')} "
+        "and as many dreams each.")
+    real, held_out = _real_episodes(config, seed, env_id, plans, world, avoid)
+    comparisons = []
+    for plan in plans:
+        dream_returns, dream_lengths = _dreams(config, seed, dream, plan, env_id, space, world, real[plan.name], controller_path)
+        comparisons.append(PolicyComparison(plan.name, real[plan.name]["length"], real[plan.name]["return"], dream_lengths, dream_returns))
+    longest = max(len(episode.z) for episode in held_out)
+    if horizons[-1] >= longest:
+        raise ConfigError(f"The longest horizon ({horizons[-1]}) must be shorter than the held-out episodes, which last at most "
+                          f"{longest} steps; ask for shorter horizons or more episodes.")
+    log(f"Open-loop prediction over {plural(len(held_out), 'held-out episode')} ({sum(len(e.z) for e in held_out)} steps), "
+        f"horizons 1 to {horizons[-1]}.")
+    from wm.episodes import purpose_seed
+
+    result = open_loop(world.mdnrnn, held_out, horizons[-1], rules.temperature, purpose_seed(seed, OPEN_LOOP), stride=config.open_loop_stride)
+    summaries = {c.name: c.summary() for c in comparisons}
+    open_loop_rows = {str(j): result.at(j) for j in horizons}
+    _write(out, config, seed, refs, fingerprint, env_id, rules, comparisons, real, summaries, result, open_loop_rows)
+    picture = out.with_suffix(".png")
+    plot_fidelity(comparisons, result, picture, f"{env_id}: dream (tau {rules.temperature:g}) against real, {config.episodes} episodes each")
+    from wm.fidelity import fidelity_report
+
+    print(fidelity_report(out), flush=True)
+    log(f"Wrote {out} and {picture}.")
+    return StageResult(out, fingerprint, "written")
+
+
+def _write(out: Path, config: FidelityConfig, seed: int, refs: list, fingerprint: str, env_id: str, rules: Any,
+           comparisons: list, real: Mapping[str, Any], summaries: Mapping[str, Any], result: Any, open_loop_rows: Mapping[str, Any]) -> None:
+    from wm.fidelity import policy_group
+    from wm.io.artifact import write_root_attributes, writing_artifact
+
+    with writing_artifact(out) as f:
+        write_root_attributes(
+            f, kind="fidelity", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=refs, fingerprint=fingerprint,
+            extra={
+                "env_id": env_id, "rules_json": json.dumps(dataclasses.asdict(rules)),
+                "policies_json": json.dumps([c.name for c in comparisons]), "summary_json": json.dumps(summaries),
+                "open_loop_json": json.dumps(open_loop_rows), "episodes": int(config.episodes),
+            },
+        )
+        for comparison in comparisons:
+            group = f.create_group(policy_group(comparison.name))
+            group.attrs["name"] = comparison.name
+            group.create_dataset("real_length", data=np.asarray(comparison.real_length, np.int64))
+            group.create_dataset("real_return", data=np.asarray(comparison.real_return, np.float64))
+            group.create_dataset("real_seed", data=np.asarray(real[comparison.name]["seed"], np.uint32))
+            group.create_dataset("dream_length", data=np.asarray(comparison.dream_length, np.int64))
+            group.create_dataset("dream_return", data=np.asarray(comparison.dream_return, np.float64))
+        for name in ("horizon", "nll", "copy_nll", "done_auc", "transitions", "done_steps", "deaths"):
+            f.create_dataset(f"open_loop/{name}", data=getattr(result, name))
+
+
+def _resolve_rules(config: FidelityConfig, trained: Any, env_max_steps: int) -> FidelityConfig:
+    """Fill the rules left unset from the controller's training rules, else from the defaults."""
+    return dataclasses.replace(
+        config,
+        temperature=config.temperature if config.temperature is not None else (trained.temperature if trained else 1.0),
+        sample_done=config.sample_done if config.sample_done is not None else (trained.done == "sample" if trained else False),
+        done_threshold=config.done_threshold if config.done_threshold is not None else (trained.done_threshold if trained else 0.5),
+        max_steps=config.max_steps if config.max_steps is not None else (trained.max_steps if trained else env_max_steps),
+    )
+
+
+def _world_model(inputs: Mapping[str, Any]) -> Any:
+    from wm.dream.world import load_world_model, world_model_of
+    from wm.io.artifact import open_artifact
+
+    if inputs.get("vae") is not None:
+        return load_world_model(inputs["vae"], inputs["mdnrnn"])
+    with open_artifact(inputs["controller"], "controller") as controller:
+        return world_model_of(controller)
+
+
+def _plans(config: FidelityConfig, env_id: str, space: Any, controller_path: Any) -> list[PolicyPlan]:
+    import gymnasium.spaces as spaces
+
+    from wm.envs import action_name
+    from wm.policies import PolicySpec
+
+    plans = []
+    for name in config.policy_names():
+        if name == "random":
+            plans.append(PolicyPlan("random", PolicySpec("random"), record_frames=True))
+        elif not isinstance(space, spaces.Discrete):
+            raise ConfigError(f"Constant policies need a discrete action space; {env_id}'s is {space}. Use --policies random.")
+        else:
+            plans += [PolicyPlan(f"always {action_name(env_id, a)}", PolicySpec("constant", {"action": a}), record_frames=False)
+                      for a in range(int(space.n))]
+    if controller_path is not None:
+        plans.append(PolicyPlan("controller", PolicySpec("controller", {"controller": str(controller_path), "params": config.params}), False))
+    if not any(plan.record_frames for plan in plans):
+        raise ConfigError("The open-loop evaluation reads the random process's real episodes; keep 'random' in --policies.")
+    return plans
+
+
+def _real_episodes(config: FidelityConfig, seed: int, env_id: str, plans: list[PolicyPlan], world: Any, avoid: set[int]) -> tuple[dict, list]:
+    """Every plan's real episodes (lengths, returns, seeds), and the random ones encoded for the open loop."""
+    from wm.episodes import EpisodeTask, run_episode
+    from wm.parallel import make_executor
+    from wm.progress import Progress
+    from wm.stages.evaluate import evaluation_seeds
+
+    run_seed, indices = evaluation_seeds(seed, config.episodes, avoid, purpose=REAL_EPISODES)
+    planned = [(plan, EpisodeTask(env_id, int(config.max_steps), plan.spec, run_seed, index, dict(config.env_kwargs),
+                                  record_frames=plan.record_frames)) for plan in plans for index in indices]
+    tasks = [task for _, task in planned]
+    real = {plan.name: {"length": [], "return": [], "seed": [], "run_seed": run_seed, "indices": indices} for plan in plans}
+    held_out = []
+    progress = Progress(len(tasks), description=f"fidelity {env_id} real episodes", unit="ep", secondary_unit="frames")
+    executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
+    try:
+        with executor:
+            for (plan, _), episode in zip(planned, executor.map_ordered(run_episode, tasks)):
+                real[plan.name]["length"].append(episode.length)
+                real[plan.name]["return"].append(episode.total_return)
+                real[plan.name]["seed"].append(episode.seed)
+                if plan.record_frames:
+                    held_out.append(_encode(world, episode, seed))
+                progress.update(1, secondary=episode.length)
+    except KeyboardInterrupt:
+        raise Interrupted("Interrupted while playing the real episodes; nothing was written.") from None
+    finally:
+        progress.close()
+    for values in real.values():
+        for key in ("length", "return", "seed"):
+            values[key] = np.asarray(values[key], np.float64 if key == "return" else np.int64)
+    return real, held_out
+
+
+def _encode(world: Any, episode: Any, seed: int) -> Any:
+    """A real episode as the MDN-RNN reads it: z sampled from the VAE's q(z | x), actions as model inputs."""
+    from wm.data.sequences import encode_actions
+    from wm.fidelity import HeldOutEpisode
+    from wm.models.vae import frames_to_input
+
+    mu, logvar = [], []
+    for begin in range(0, episode.length, 256):
+        m, lv = world.vae.encode(frames_to_input(episode.obs[begin : begin + 256]))
+        mu.append(m.numpy())
+        logvar.append(lv.numpy())
+    mu, logvar = np.concatenate(mu), np.concatenate(logvar)
+    noise = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(LATENT_NOISE, int(episode.index)))).standard_normal(mu.shape)
+    z = (mu + np.exp(0.5 * logvar) * noise).astype(np.float32)
+    action_dim, discrete = int(world.mdnrnn.action_dim), world.discrete_actions
+    return HeldOutEpisode(z=z, action=encode_actions(episode.action, action_dim, discrete), done=np.asarray(episode.terminated, bool))
+
+
+def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env_id: str, space: Any, world: Any,
+            real: Mapping[str, Any], controller_path: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`episodes` dreams of one policy, all policies meeting the same dream keys; dream i acts as real episode i did."""
+    from wm.rng import keys_from_seeds
+
+    keys = keys_from_seeds(seed, [(DREAMS, i) for i in range(config.episodes)])
+    if plan.name == "controller":
+        from wm.controllers import actor_of, dream_with_actor, layout_of
+        from wm.io.artifact import open_artifact
+
+        with open_artifact(controller_path, "controller") as controller:
+            layout, actor = layout_of(controller), actor_of(controller, config.params)
+        return dream_with_actor(dream, layout, actor)(keys)
+    from wm.dream.actions import policy_action_table
+
+    table = policy_action_table(plan.spec, env_id, space, real["run_seed"], real["indices"], config.max_steps,
+                                int(world.mdnrnn.action_dim), world.discrete_actions)
+    return dream.run_actions(keys, table)
+
+
+STAGE = Stage(
+    name=STAGE_NAME,
+    run=run,
+    config_class=FidelityConfig,
+    output_kind="fidelity",
+    version=STAGE_VERSION,
+    help="Measure how well a dream agrees with the real environment: real vs dream episode lengths per policy, open-loop error vs horizon.",
+    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "controller": "controller"},
+    optional_inputs=("vae", "mdnrnn", "controller"),
+    input_help={
+        "vae": "VAE artifact (with --mdnrnn; not needed with --controller).",
+        "mdnrnn": "MDN-RNN artifact trained on that VAE's latents.",
+        "controller": "Controller artifact: its world model and training rules are measured, and it is one of the policies.",
+    },
+    default_out=default_out,
+)
