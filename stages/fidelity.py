@@ -214,7 +214,7 @@ def _write(out: Path, config: FidelityConfig, seed: int, refs: list, fingerprint
             group.create_dataset("real_seed", data=np.asarray(real[comparison.name]["seed"], np.uint32))
             group.create_dataset("dream_length", data=np.asarray(comparison.dream_length, np.int64))
             group.create_dataset("dream_return", data=np.asarray(comparison.dream_return, np.float64))
-        for name in ("horizon", "nll", "copy_nll", "done_auc", "transitions", "done_steps", "deaths"):
+        for name in ("horizon", "nll", "copy_nll", "done_auc", "transitions", "done_steps", "deaths", "predicted_deaths"):
             f.create_dataset(f"open_loop/{name}", data=getattr(result, name))
 
 

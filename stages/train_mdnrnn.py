@@ -25,7 +25,7 @@ from wm.errors import ArtifactError
 from wm.stage import Stage, StageResult, log, plural, prepare_output
 
 STAGE_NAME = "train-mdnrnn"
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 EVALUATION_EPISODES_PER_BATCH = 16
 
 
@@ -131,7 +131,7 @@ def run(
         keras.utils.set_random_seed(seed)
         model = build_mdnrnn(
             latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
-            reward_head=config.reward_head, done_head=config.done_head,
+            reward_head=config.reward_head, done_head=config.done_head, done_weight=config.done_weight,
         )
         optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
         checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)

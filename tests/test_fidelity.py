@@ -62,7 +62,7 @@ def model():
     from wm.tfsetup import keras
 
     keras().utils.set_random_seed(3)
-    return build_mdnrnn(latent_dim=4, action_dim=3, units=8, num_mixtures=3, done_head=True)
+    return build_mdnrnn(latent_dim=4, action_dim=3, units=8, num_mixtures=3, done_head=True, done_weight=10.0)
 
 
 def _episodes(lengths, seed=0):
@@ -98,6 +98,9 @@ def test_open_loop_at_horizon_one_is_the_one_step_metric(model):
     assert one["transitions"] == transitions and one["deaths"] == 4
     assert one["nll"] == pytest.approx(nll_sum / transitions, rel=1e-5)
     assert one["done_auc"] == pytest.approx(roc_auc(np.concatenate(scores), np.concatenate(labels)), abs=1e-6)
+    # Expected deaths: the head's probabilities with the death weight 10 taken out of the odds, summed.
+    logits = np.log(np.concatenate(scores) / (1 - np.concatenate(scores)))
+    assert one["predicted_deaths"] == pytest.approx(np.sum(1 / (1 + 10 * np.exp(-logits))), rel=1e-4)
     # Copy baseline at horizon 1: N(z_t, s^2) with s^2 the mean squared one-step delta per dimension.
     deltas = np.concatenate([np.square(e.z[1:] - e.z[:-1]) for e in episodes])
     assert one["copy_nll"] == pytest.approx(np.mean(0.5 * np.log(2 * np.pi * np.e * deltas.mean(axis=0))), rel=1e-5)

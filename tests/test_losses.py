@@ -164,3 +164,20 @@ def test_sampling_is_a_function_of_the_seed():
     other = mixture.sample(*params, 1.15, tf.constant([3, 10], tf.int64)).numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+def test_a_weighted_done_head_is_calibrated_by_taking_the_log_weight_off_its_logit():
+    """Deaths weighted w: the loss is minimised at logit = log(w p / (1 - p)); the MDN-RNN removes log w again."""
+    from wm.losses import done_loss
+    from wm.models.mdnrnn import build_mdnrnn
+
+    labels = tf.constant([[1.0] * 3 + [0.0] * 97])  # a death rate p = 0.03
+    logit = tf.Variable(0.0)
+    optimizer = tf.keras.optimizers.SGD(1.0)
+    for _ in range(3000):
+        with tf.GradientTape() as tape:
+            loss = done_loss(tf.fill([1, 100], logit), labels, tf.ones([1, 100]), positive_weight=10.0)
+        optimizer.apply_gradients([(tape.gradient(loss, logit), logit)])
+    assert float(logit) == pytest.approx(np.log(10 * 0.03 / 0.97), abs=1e-3)
+    model = build_mdnrnn(latent_dim=2, action_dim=3, units=4, done_head=True, done_weight=10.0)
+    assert float(model.calibrated_done_probability(tf.constant(float(logit)))) == pytest.approx(0.03, abs=1e-4)

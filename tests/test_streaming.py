@@ -107,9 +107,15 @@ def test_window_batches_align_targets_and_mask_the_last_step(tmp_path):
         stream = WindowStream(reader, np.array([0, 1, 2]), length=4, batch_size=2, seed=0)
         for epoch in range(3):
             seen = []
-            for b in stream.batches(epoch):
+            batches = list(stream.batches(epoch))
+            assert len(batches) == stream.batches_per_epoch
+            for b in batches:
                 seen += [int(v) for v, ok in zip(b.mu[:, :-1, 0].ravel(), b.valid.ravel()) if ok]
+                assert b.valid[:, -1].any()  # padded to the batch's own longest window, no further
             assert sorted(seen) == list(range(19))
+        whole = WindowStream(reader, np.array([0, 1, 2]), length=100, batch_size=1, seed=0)  # windows longer than every episode
+        starts = sorted((int(b.mu[0, 0, 0]), int(b.valid.sum())) for b in whole.batches(0))
+        assert starts == [(0, 4), (4, 9), (13, 6)]  # each episode whole, from its first step
 
 
 def test_actions_are_one_hot_when_discrete():

@@ -111,9 +111,10 @@ def fidelity_report(path: Any) -> str:
         lines += [f"{name:<16}{s['real_return_mean']:>9.1f} ± {s['real_return_std']:<6.1f}{s['dream_return_mean']:>9.1f} ± {s['dream_return_std']:<6.1f}"
                   for name, s in summaries.items()]
     lines.append("Open-loop prediction on held-out real episodes of the random process (the model reads k real steps, then its own samples):")
-    lines.append(f"{'horizon':>8}{'NLL/dim':>10}{'copy baseline':>15}{'death AUC':>11}{'pairs':>9}{'deaths':>8}")
+    lines.append(f"{'horizon':>8}{'NLL/dim':>10}{'copy baseline':>15}{'death AUC':>11}{'pairs':>9}{'deaths':>8}{'predicted':>11}")
     for j, row in open_loop_rows.items():
-        lines.append(f"{j:>8}{row['nll']:>10.3f}{row['copy_nll']:>15.3f}{row['done_auc']:>11.3f}{row['transitions']:>9}{row['deaths']:>8}")
+        lines.append(f"{j:>8}{row['nll']:>10.3f}{row['copy_nll']:>15.3f}{row['done_auc']:>11.3f}{row['transitions']:>9}{row['deaths']:>8}"
+                     f"{row.get('predicted_deaths', float('nan')):>11.1f}")
     return "\n".join(lines)
 
 
@@ -140,12 +141,14 @@ class OpenLoopResult:
     transitions: np.ndarray  # [H] scored (k, j) pairs with a real z_{k+j}
     done_steps: np.ndarray  # [H] scored (k, j) pairs with a real done_{k+j-1}
     deaths: np.ndarray  # [H] how many of those are deaths
+    predicted_deaths: np.ndarray  # [H] the sum of the head's calibrated death probabilities over the same pairs
 
     def at(self, j: int) -> dict[str, float]:
         """The scores at horizon j."""
         i = j - 1
         return {"nll": float(self.nll[i]), "copy_nll": float(self.copy_nll[i]), "done_auc": float(self.done_auc[i]),
-                "transitions": int(self.transitions[i]), "deaths": int(self.deaths[i])}
+                "transitions": int(self.transitions[i]), "deaths": int(self.deaths[i]),
+                "predicted_deaths": float(self.predicted_deaths[i])}
 
 
 def teacher_forced_states_fn(mdnrnn: Any) -> Any:
@@ -188,7 +191,7 @@ def _open_loop_batch_fn(mdnrnn: Any, horizon: int) -> Any:
         for j in range(horizon):
             heads, state = mdnrnn.step(z, actions[:, j], state)
             nll.append(-tf.reduce_mean(mixture.log_prob(targets[:, j], heads["logits"], heads["mu"], heads["log_sigma"]), axis=-1))
-            done.append(tf.sigmoid(heads["done_logit"]) if "done_logit" in heads else tf.zeros_like(nll[-1]))
+            done.append(heads["done_logit"] if "done_logit" in heads else tf.zeros_like(nll[-1]))
             # Each row's draws come from its own key (wm.rng), so results do not depend on how rows are batched.
             uniform = rng.uniform(keys, j, STREAM_COMPONENT, (latent_dim, mixtures))
             noise = rng.normal(keys, j, STREAM_NOISE, (latent_dim,))
@@ -260,7 +263,7 @@ class OpenLoop:
         return batch
 
     def score(self, batch: RowBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(NLL per latent dimension, done probability), each [R, H], of the rows in `batch`."""
+        """(NLL per latent dimension, done logit), each [R, H], of the rows in `batch`."""
         nll, done = self._run(batch.h, batch.c, batch.z_k, batch.actions, batch.targets, np.float32(self.temperature), batch.keys)
         return nll.numpy(), done.numpy()
 
@@ -280,6 +283,8 @@ def open_loop(mdnrnn: Any, episodes: Sequence[HeldOutEpisode], horizon: int, tem
     rows = [(e, k) for e, episode in enumerate(episodes) for k in range(0, len(episode.z), stride)]
     nll_sum, copy_sq = np.zeros(horizon), np.zeros((horizon, latent_dim))
     transitions, done_steps, deaths = np.zeros(horizon, np.int64), np.zeros(horizon, np.int64), np.zeros(horizon, np.int64)
+    predicted_deaths = np.zeros(horizon)
+    log_weight = math.log(float(getattr(mdnrnn, "done_weight", 1.0)))
     scores: list[list[np.ndarray]] = [[] for _ in range(horizon)]
     labels: list[list[np.ndarray]] = [[] for _ in range(horizon)]
     for begin in range(0, len(rows), rows_per_batch):
@@ -294,12 +299,15 @@ def open_loop(mdnrnn: Any, episodes: Sequence[HeldOutEpisode], horizon: int, tem
             labels[j].append(batch.done_label[scored, j])
             done_steps[j] += int(scored.sum())
             deaths[j] += int(batch.done_label[scored, j].sum())
+            predicted_deaths[j] += float((1.0 / (1.0 + np.exp(log_weight - done[scored, j]))).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_nll = nll_sum / transitions
         copy_nll = (0.5 * np.log(2.0 * np.pi * np.e * copy_sq / transitions[:, None])).mean(axis=1)
     has_done_head = bool(getattr(mdnrnn, "done_head", False))
     auc = np.array([roc_auc(np.concatenate(scores[j]), np.concatenate(labels[j])) if has_done_head else float("nan") for j in range(horizon)])
-    return OpenLoopResult(np.arange(1, horizon + 1), mean_nll, copy_nll, auc, transitions, done_steps, deaths)
+    if not has_done_head:
+        predicted_deaths[:] = np.nan
+    return OpenLoopResult(np.arange(1, horizon + 1), mean_nll, copy_nll, auc, transitions, done_steps, deaths, predicted_deaths)
 
 
 # --- the picture -------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 An epoch cuts every training episode into windows of at most `length` steps at a random offset
 drawn from (seed, epoch), shuffles the windows and groups them into batches, so every step is an
-input exactly once an epoch. A window [s, s + n) also reads row s + n when it lies inside the
+input exactly once an epoch. A batch is padded to its own longest window, and windows of similar
+length share a batch (they are sorted by length inside pools of `POOL_BATCHES` batches, whose
+batches are then shuffled), so that long windows (whole episodes of up to 2,100 steps) cost little
+padding. A window [s, s + n) also reads row s + n when it lies inside the
 episode: it holds the target z_{s+n} of the window's last step. Steps whose z_{t+1} does not exist
 (an episode's last step: the observation after the last action is not stored) are masked out of
 the latent loss but still teach the done head.
@@ -16,6 +19,8 @@ from typing import Iterator
 
 import h5py
 import numpy as np
+
+POOL_BATCHES = 32
 
 
 @dataclass
@@ -109,7 +114,18 @@ class WindowStream:
         """Batches in every epoch."""
         return math.ceil(sum(math.ceil(int(self.reader.lengths[e]) / self.length) for e in self.episodes) / self.batch_size)
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[WindowBatch]:
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int, int]]]:
+        """The windows of `epoch` grouped into batches, in visiting order (windows of similar length together)."""
         windows = self.epoch_windows(epoch)
-        for begin in range(start * self.batch_size, len(windows), self.batch_size):
-            yield self.reader.read(windows[begin : begin + self.batch_size], self.length)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xBA7, epoch]))
+        pool = self.batch_size * POOL_BATCHES
+        batches: list[list[tuple[int, int, int]]] = []
+        for begin in range(0, len(windows), pool):
+            ordered = sorted(windows[begin : begin + pool], key=lambda window: window[2])
+            group = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+            batches += [group[i] for i in rng.permutation(len(group))]
+        return batches
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[WindowBatch]:
+        for windows in self.epoch_batches(epoch)[start:]:
+            yield self.reader.read(windows, max(steps for _, _, steps in windows))

@@ -79,7 +79,7 @@ class Dream:
         if self.rules.done == "threshold":
             terminated = tf.sigmoid(heads["done_logit"]) > self.rules.done_threshold
         elif self.rules.done == "sample":
-            terminated = rng.uniform(keys, t, STREAM_DONE) < tf.sigmoid(heads["done_logit"])
+            terminated = rng.uniform(keys, t, STREAM_DONE) < tf.sigmoid(heads["done_logit"] - self.rules.done_offset)
         else:
             terminated = tf.zeros([n], tf.bool)
         uniform = rng.uniform(keys, t, STREAM_COMPONENT, (self.latent_dim, self.mdnrnn.num_mixtures))

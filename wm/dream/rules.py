@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import math
+
 from wm.errors import ConfigError
 
 
@@ -17,6 +19,9 @@ class DreamRules:
     reward: str  # "survival" or "head"
     done: str  # "threshold", "sample" or "none"
     done_threshold: float = 0.5
+    # "sample": a dream ends with probability sigmoid(logit - done_offset). The offset is log(w) of the
+    # death weight w the head was trained with, so that deaths are drawn with the unweighted probability.
+    done_offset: float = 0.0
 
 
 def check_temperature(temperature: float | None, name: str = "temperature") -> None:
@@ -25,8 +30,6 @@ def check_temperature(temperature: float | None, name: str = "temperature") -> N
     The one check every stage that dreams uses: tau divides the mixture logits and its square root
     scales the noise, so zero, negative, NaN and infinite values make no dream.
     """
-    import math
-
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"'{name}' must be a finite positive number (it divides the mixture logits); got {temperature}.")
 
@@ -44,4 +47,5 @@ def dream_rules(
     if reward == "survival" and not mdnrnn.done_head:
         raise ConfigError("A survival reward needs an MDN-RNN with a done head (train it with --done-head true), or dreams never end.")
     done = ("sample" if sample_done else "threshold") if mdnrnn.done_head else "none"
-    return DreamRules(float(temperature), int(max_steps), reward, done, float(done_threshold))
+    offset = math.log(float(getattr(mdnrnn, "done_weight", 1.0))) if done == "sample" else 0.0
+    return DreamRules(float(temperature), int(max_steps), reward, done, float(done_threshold), offset)

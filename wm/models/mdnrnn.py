@@ -34,11 +34,15 @@ class MDNRNN(keras.Model):
         num_mixtures: int = 5,
         reward_head: bool = False,
         done_head: bool = False,
+        done_weight: float = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.latent_dim, self.action_dim, self.units = latent_dim, action_dim, units
         self.num_mixtures, self.reward_head, self.done_head = num_mixtures, reward_head, done_head
+        # The weight deaths had in the done head's loss: it multiplies the head's odds, so the unweighted
+        # probability is sigmoid(logit - log(done_weight)) (`calibrated_done_probability`).
+        self.done_weight = float(done_weight)
         self.lstm = keras.layers.LSTM(units, return_sequences=True, return_state=True, name="lstm")
         self.mdn = keras.layers.Dense(latent_dim * 3 * num_mixtures, name="mdn")
         self.reward = keras.layers.Dense(1, name="reward") if reward_head else None
@@ -79,7 +83,16 @@ class MDNRNN(keras.Model):
             "num_mixtures": self.num_mixtures,
             "reward_head": self.reward_head,
             "done_head": self.done_head,
+            "done_weight": self.done_weight,
         }
+
+    def calibrated_done_probability(self, done_logit: Any) -> Any:
+        """P(done) without the training weight w of deaths: sigmoid(logit - log w).
+
+        Training with positive examples weighted w makes the optimal logit log(w p / (1 - p)) for a true
+        probability p, so subtracting log w recovers p (tested in tests/test_losses.py).
+        """
+        return tf.sigmoid(done_logit - tf.math.log(tf.constant(self.done_weight, done_logit.dtype)))
 
 
 def build_mdnrnn(**config: Any) -> MDNRNN:
