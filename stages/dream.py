@@ -141,6 +141,7 @@ def run(
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
         from wm import mixture
         from wm.data.sequences import encode_actions
+        from wm.dream.batched import Dream
         from wm.models.mdnrnn import build_mdnrnn
         from wm.models.vae import build_vae, frames_to_input, output_to_frames
         from wm.tfsetup import tensorflow
@@ -173,13 +174,22 @@ def run(
                 episode = reader.episode(config.episode)
             steps = min(config.steps, episode.length)
             real = episode.obs[:steps]
-            mu, _ = vae.encode(frames_to_input(real))
+            mu, logvar = vae.encode(frames_to_input(real))
             actions = encode_actions(episode.action[:steps], action_dim, discrete)
             heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
             predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))
-            prediction_frames = np.concatenate([np.full((1, 64, 64, 3), 128, np.uint8), decode(predicted.numpy()[:-1])])
-            video = labelled_columns([real, decode(mu.numpy()), prediction_frames], ["real", "VAE", "MDN-RNN"], config.scale)
-            what = f"{steps} steps of episode {config.episode} of {compare}: real | VAE reconstruction | MDN-RNN one-step prediction"
+            gray = np.full((1, 64, 64, 3), 128, np.uint8)
+            prediction_frames = np.concatenate([gray, decode(predicted.numpy()[:-1])])
+            # The dream of the same actions from the same first frame, under the dream's rules, until it ends.
+            rules = dataclasses.replace(_view_rules(config, mdn_artifact, mdnrnn, trained_rules), max_steps=steps)
+            dream_latents, dream_length = _run_dream(Dream(mdnrnn, mu.numpy()[:1], logvar.numpy()[:1], rules), seed, config.dream_index,
+                                                     None, lambda z, h, c, slots, t: tf.gather(tf.constant(actions[None])[:, t], slots))
+            dream_frames = np.concatenate([decode(dream_latents), np.repeat(gray, steps - dream_length, axis=0)])
+            video = labelled_columns([real, decode(mu.numpy()), prediction_frames, dream_frames],
+                                     ["real", "VAE", "MDN-RNN", "dream"], config.scale)
+            died = (f"it ended after {dream_length} steps" if dream_length < steps else f"it was still going at step {steps}")
+            what = (f"{steps} steps of episode {config.episode} of {compare} (it lasted {episode.length}): real | VAE reconstruction | "
+                    f"MDN-RNN one-step prediction | the dream of the same actions from the same first frame under {rules} ({died})")
     write_video(video, out, config.fps)
     log(f"Wrote {out}: {what}.")
     return StageResult(out, "", "written")
@@ -203,11 +213,7 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
     `controller` (layout, actor) acts if given, with the rules it was trained with (options given here win);
     otherwise the environment's random process (`config.policy`) acts.
     """
-    import numpy as np
-
     from wm.dream.batched import Dream
-    from wm.dream.rules import dream_rules
-    from wm.envs import default_max_steps
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -215,18 +221,8 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
     if config.episode is not None and config.episode >= initial_mu.shape[0]:
         raise ConfigError(f"'episode' is {config.episode}, but {mdn_artifact.path} recorded {initial_mu.shape[0]} first frames.")
     env_id = mdn_artifact.attr("env_id")
-    pick = lambda mine, theirs, default: mine if mine is not None else (theirs if trained_rules is not None else default)  # noqa: E731
-    rules = dream_rules(
-        mdnrnn,
-        temperature=pick(config.temperature, getattr(trained_rules, "temperature", None), 1.0),
-        max_steps=pick(config.max_steps, getattr(trained_rules, "max_steps", None), default_max_steps(env_id)),
-        reward=trained_rules.reward if trained_rules is not None else "auto",
-        sample_done=pick(config.sample_done, getattr(trained_rules, "done", None) == "sample", False),
-        done_threshold=pick(config.done_threshold, getattr(trained_rules, "done_threshold", None), 0.5),
-    )
+    rules = _view_rules(config, mdn_artifact, mdnrnn, trained_rules)
     dream = Dream(mdnrnn, initial_mu, mdn_artifact.file["initial/logvar"][:], rules)
-    keys = tf.constant(view_keys(seed, [config.dream_index]), tf.uint32)
-    start = None if config.episode is None else tf.constant(config.episode)
     if controller is not None:
         from wm.models.controller import features, tf_env_action, tf_model_action
 
@@ -246,9 +242,38 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
         def act(z, h, c, slots, t):
             return tf.gather(table[:, t], slots)
 
-    _, lengths, latents = tf.function(lambda: dream.run(keys, act, record=True, start_episode=start), autograph=True)()
+    latents, length = _run_dream(dream, seed, config.dream_index, config.episode, act)
+    return latents, length, rules
+
+
+def _view_rules(config: DreamConfig, mdn_artifact: Any, mdnrnn: Any, trained_rules: Any) -> Any:
+    """The dream's rules: the options given here, else the controller's training rules, else the defaults."""
+    from wm.dream.rules import dream_rules
+    from wm.envs import default_max_steps
+
+    pick = lambda mine, theirs, default: mine if mine is not None else (theirs if trained_rules is not None else default)  # noqa: E731
+    return dream_rules(
+        mdnrnn,
+        temperature=pick(config.temperature, getattr(trained_rules, "temperature", None), 1.0),
+        max_steps=pick(config.max_steps, getattr(trained_rules, "max_steps", None), default_max_steps(mdn_artifact.attr("env_id"))),
+        reward=trained_rules.reward if trained_rules is not None else "auto",
+        sample_done=pick(config.sample_done, getattr(trained_rules, "done", None) == "sample", False),
+        done_threshold=pick(config.done_threshold, getattr(trained_rules, "done_threshold", None), 0.5),
+    )
+
+
+def _run_dream(dream: Any, seed: int, index: int, episode: Any, act: Any) -> tuple[Any, int]:
+    """One dream of the batched code, key (seed, index), recorded: its latents [T, latent] and its length T."""
+    import numpy as np
+
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    keys = tf.constant(view_keys(seed, [index]), tf.uint32)
+    start = None if episode is None else tf.constant(episode)
+    _, lengths, latents = tf.function(lambda: dream.run(keys, act, record=True, start_episode=start))()
     length = int(lengths.numpy()[0])
-    return np.asarray(latents.numpy()[:length, 0]), length, rules
+    return np.asarray(latents.numpy()[:length, 0]), length
 
 
 def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[str, Optional[str | Path]], force: bool) -> StageResult:

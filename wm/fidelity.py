@@ -105,7 +105,8 @@ def fidelity_report(path: Any) -> str:
     for name, s in summaries.items():
         lines.append(f"{name:<16}{s['real_length_mean']:>9.1f} ± {s['real_length_std']:<6.1f}{s['dream_length_mean']:>9.1f} ± "
                      f"{s['dream_length_std']:<6.1f}{s['length_ratio']:>12.2f}{s['ks_statistic']:>7.2f}{s['ks_p_value']:>10.1e}")
-        same_returns &= abs(s["real_return_mean"] - s["real_length_mean"]) < 1e-6 and abs(s["dream_return_mean"] - s["dream_length_mean"]) < 1e-6
+        same_returns &= math.isclose(s["real_return_mean"], s["real_length_mean"], rel_tol=1e-6) and \
+            math.isclose(s["dream_return_mean"], s["dream_length_mean"], rel_tol=1e-6)
     if not same_returns:
         lines.append(f"{'policy':<16}{'real return':>18}{'dream return':>18}")
         lines += [f"{name:<16}{s['real_return_mean']:>9.1f} ± {s['real_return_std']:<6.1f}{s['dream_return_mean']:>9.1f} ± {s['dream_return_std']:<6.1f}"
