@@ -16,14 +16,15 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 # The whole doom-takecover chain on its demo preset (rollout -> train-vae -> encode -> train-mdnrnn ->
-# train-controller in the dream -> evaluate), then the trained controller acting in a dream and a
-# comparison GIF, and last the evaluation again. A rerun skips the stages that are up to date.
+# fidelity -> train-controller in the dream -> evaluate -> fidelity-controller), then the trained controller
+# acting in the dream it was trained in and a comparison GIF (real | VAE | one-step prediction | the dream of
+# the same actions), and last the summary again (every step up to date: the fidelity tables and the score).
 DEMO := artifacts/doom-takecover/demo
 demo: $(STAMP)
 	$(BIN)/wm run doom-takecover --preset demo --out $(DEMO)
-	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --controller $(DEMO)/controller.h5 --temperature 1.15 --out $(DEMO)/dream.gif --force
-	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --compare $(DEMO)/rollouts.h5 --out $(DEMO)/compare.gif --force
-	$(BIN)/wm inspect $(DEMO)/evaluation.h5
+	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --controller $(DEMO)/controller.h5 --out $(DEMO)/dream.gif --force
+	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --compare $(DEMO)/rollouts.h5 --temperature 1.15 --out $(DEMO)/compare.gif --force
+	$(BIN)/wm run doom-takecover --preset demo --out $(DEMO)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -261,25 +261,26 @@ def test_fidelity_refuses_mismatched_inputs(controllers, chain, tmp_path):
     assert "trained with another MDN-RNN" in message
 
 
-def test_wm_dream_shows_the_very_dream_training_runs(controllers, chain, tmp_path):
+def test_wm_dream_shows_the_very_dream_training_runs(controllers, chain, tmp_path, capsys):
     """Same code, randomness and rules: `wm dream --controller` lasts as long as the training path's dream with that key."""
     from wm.controllers import dream_rules_of, layout_of
     from wm.dream.batched import Dream
+    from wm.dream.rules import dream_rules
     from wm.dream.world import load_world_model
     from wm.stages.dream import view_keys
 
     world = load_world_model(chain["vae"], chain["mdnrnn"], with_vae=False)
     with open_artifact(controllers["dream"], "controller") as controller:
         rules, layout, mean = dream_rules_of(controller), layout_of(controller), controller.file["params/mean"][:]
-    rules = type(rules)(**{**rules.__dict__, "done": "sample"})  # sampled deaths: dreams of many lengths
+    rules = dream_rules(world.mdnrnn, temperature=rules.temperature, max_steps=rules.max_steps, reward=rules.reward,
+                        sample_done=True)  # sampled deaths: dreams of many lengths
     dream = Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules)
     lengths = []
     for index in range(4):
         _, length = dream.run_linear(layout, mean[None], np.zeros(1, np.int64), view_keys(7, [index]))
-        result = run_wm("dream", "--vae", str(chain["vae"]), "--mdnrnn", str(chain["mdnrnn"]), "--controller", str(controllers["dream"]),
-                        "--sample-done", "true", "--seed", "7", "--dream-index", str(index), "--out", str(tmp_path / f"d{index}.gif"))
-        assert result.returncode == 0, result.stderr
-        assert f"dream {index} of seed 7: {int(length[0])} steps" in result.stderr
+        run_stage("dream", tmp_path / f"d{index}.gif", {"vae": chain["vae"], "mdnrnn": chain["mdnrnn"], "controller": controllers["dream"]},
+                  seed=7, preset=None, sample_done=True, dream_index=index)
+        assert f"dream {index} of seed 7: {int(length[0])} steps" in capsys.readouterr().err
         lengths.append(int(length[0]))
     assert len(set(lengths)) > 1, lengths  # the dreams differ, so the match above is not a coincidence
 
