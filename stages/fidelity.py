@@ -115,33 +115,11 @@ def run(
     force: bool = False,
 ) -> StageResult:
     """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write `out`."""
-    from wm.controllers import check_controller_fits, dream_rules_of
-    from wm.dream.rules import DreamRules, dream_rules
-    from wm.dream.world import check_pair
+    from wm.dream.rules import dream_rules
     from wm.envs import default_max_steps
-    from wm.io.artifact import open_artifact
 
-    out = Path(out)
-    controller_path = inputs.get("controller")
-    if controller_path is None and (inputs.get("vae") is None or inputs.get("mdnrnn") is None):
-        raise UsageError("Give --vae and --mdnrnn (a world model), or --controller (which carries one).")
-    refs, avoid, trained_rules = [], set(), None
-    if inputs.get("vae") is not None and inputs.get("mdnrnn") is not None:
-        with open_artifact(inputs["vae"], "vae") as vae, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdnrnn:
-            check_pair(vae, mdnrnn)
-            refs += [vae.input_ref("vae"), mdnrnn.input_ref("mdnrnn")]
-            env_id, space_json = mdnrnn.attr("env_id"), mdnrnn.attr("action_space_json")
-            if controller_path is not None:
-                with open_artifact(controller_path, "controller") as controller:
-                    check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn, env_id=env_id)
-    elif inputs.get("vae") is not None or inputs.get("mdnrnn") is not None:
-        raise UsageError("Give both --vae and --mdnrnn, or neither (the controller carries its world model).")
-    if controller_path is not None:
-        with open_artifact(controller_path, "controller") as controller:
-            refs.append(controller.input_ref("controller"))
-            env_id, space_json = controller.attr("env_id"), controller.attr("action_space_json")
-            avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
-            trained_rules = dream_rules_of(controller)
+    out, controller_path = Path(out), inputs.get("controller")
+    refs, env_id, space_json, avoid, trained_rules = _check_inputs(inputs)
     config = _resolve_rules(config, trained_rules, default_max_steps(env_id))
     horizons = config.horizon_list()
     if horizons[-1] >= config.max_steps:
@@ -160,7 +138,6 @@ def run(
     rules = dream_rules(world.mdnrnn, temperature=config.temperature, max_steps=config.max_steps,
                         reward=trained_rules.reward if trained_rules else "auto", sample_done=config.sample_done,
                         done_threshold=config.done_threshold)
-    assert isinstance(rules, DreamRules)
     dream = Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules)
     space = space_from_json(space_json)
     plans = _plans(config, env_id, space, controller_path)
@@ -190,6 +167,36 @@ def run(
     print(fidelity_report(out), flush=True)
     log(f"Wrote {out} and {picture}.")
     return StageResult(out, fingerprint, "written")
+
+
+def _check_inputs(inputs: Mapping[str, Any]) -> tuple[list, str, str, set[int], Any]:
+    """Validate the world model (and controller) given: (input refs, env id, action space JSON, seeds to avoid, training rules)."""
+    from wm.controllers import check_controller_fits, dream_rules_of
+    from wm.dream.world import check_pair
+    from wm.io.artifact import open_artifact
+
+    controller_path = inputs.get("controller")
+    given = [inputs.get(name) is not None for name in ("vae", "mdnrnn")]
+    if controller_path is None and not all(given):
+        raise UsageError("Give --vae and --mdnrnn (a world model), or --controller (which carries one).")
+    if any(given) and not all(given):
+        raise UsageError("Give both --vae and --mdnrnn, or neither (the controller carries its world model).")
+    refs, avoid, trained_rules = [], set(), None
+    if all(given):
+        with open_artifact(inputs["vae"], "vae") as vae, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdnrnn:
+            check_pair(vae, mdnrnn)
+            refs += [vae.input_ref("vae"), mdnrnn.input_ref("mdnrnn")]
+            env_id, space_json = mdnrnn.attr("env_id"), mdnrnn.attr("action_space_json")
+            if controller_path is not None:
+                with open_artifact(controller_path, "controller") as controller:
+                    check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn, env_id=env_id)
+    if controller_path is not None:
+        with open_artifact(controller_path, "controller") as controller:
+            refs.append(controller.input_ref("controller"))
+            env_id, space_json = controller.attr("env_id"), controller.attr("action_space_json")
+            avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
+            trained_rules = dream_rules_of(controller)
+    return refs, env_id, space_json, avoid, trained_rules
 
 
 def _write(out: Path, config: FidelityConfig, seed: int, refs: list, fingerprint: str, env_id: str, rules: Any,
