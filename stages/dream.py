@@ -248,18 +248,12 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
 
 def _view_rules(config: DreamConfig, mdn_artifact: Any, mdnrnn: Any, trained_rules: Any) -> Any:
     """The dream's rules: the options given here, else the controller's training rules, else the defaults."""
-    from wm.dream.rules import dream_rules
+    from wm.dream.rules import dream_rules, rule_options
     from wm.envs import default_max_steps
 
-    pick = lambda mine, theirs, default: mine if mine is not None else (theirs if trained_rules is not None else default)  # noqa: E731
-    return dream_rules(
-        mdnrnn,
-        temperature=pick(config.temperature, getattr(trained_rules, "temperature", None), 1.0),
-        max_steps=pick(config.max_steps, getattr(trained_rules, "max_steps", None), default_max_steps(mdn_artifact.attr("env_id"))),
-        reward=trained_rules.reward if trained_rules is not None else "auto",
-        sample_done=pick(config.sample_done, getattr(trained_rules, "done", None) == "sample", False),
-        done_threshold=pick(config.done_threshold, getattr(trained_rules, "done_threshold", None), 0.5),
-    )
+    return dream_rules(mdnrnn, reward=trained_rules.reward if trained_rules is not None else "auto", **rule_options(
+        trained_rules, temperature=config.temperature, sample_done=config.sample_done, done_threshold=config.done_threshold,
+        max_steps=config.max_steps, env_max_steps=default_max_steps(mdn_artifact.attr("env_id"))))
 
 
 def _run_dream(dream: Any, seed: int, index: int, episode: Any, act: Any) -> tuple[Any, int]:

@@ -115,12 +115,14 @@ def run(
     force: bool = False,
 ) -> StageResult:
     """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write `out`."""
-    from wm.dream.rules import dream_rules
+    from wm.dream.rules import dream_rules, rule_options
     from wm.envs import default_max_steps
 
     out, controller_path = Path(out), inputs.get("controller")
     refs, env_id, space_json, avoid, trained_rules = _check_inputs(inputs)
-    config = _resolve_rules(config, trained_rules, default_max_steps(env_id))
+    config = dataclasses.replace(config, **rule_options(
+        trained_rules, temperature=config.temperature, sample_done=config.sample_done, done_threshold=config.done_threshold,
+        max_steps=config.max_steps, env_max_steps=default_max_steps(env_id)))
     horizons = config.horizon_list()
     if horizons[-1] >= config.max_steps:
         raise ConfigError(f"The longest horizon ({horizons[-1]}) must be shorter than the held-out episodes, which last at most "
@@ -223,17 +225,6 @@ def _write(out: Path, config: FidelityConfig, seed: int, refs: list, fingerprint
             group.create_dataset("dream_return", data=np.asarray(comparison.dream_return, np.float64))
         for name in ("horizon", "nll", "copy_nll", "done_auc", "transitions", "done_steps", "deaths", "predicted_deaths"):
             f.create_dataset(f"open_loop/{name}", data=getattr(result, name))
-
-
-def _resolve_rules(config: FidelityConfig, trained: Any, env_max_steps: int) -> FidelityConfig:
-    """Fill the rules left unset from the controller's training rules, else from the defaults."""
-    return dataclasses.replace(
-        config,
-        temperature=config.temperature if config.temperature is not None else (trained.temperature if trained else 1.0),
-        sample_done=config.sample_done if config.sample_done is not None else (trained.done == "sample" if trained else False),
-        done_threshold=config.done_threshold if config.done_threshold is not None else (trained.done_threshold if trained else 0.5),
-        max_steps=config.max_steps if config.max_steps is not None else (trained.max_steps if trained else env_max_steps),
-    )
 
 
 def _world_model(inputs: Mapping[str, Any]) -> Any:

@@ -33,6 +33,20 @@ def check_temperature(temperature: float | None, name: str = "temperature") -> N
         raise ConfigError(f"'{name}' must be a finite positive number (it divides the mixture logits); got {temperature}.")
 
 
+def rule_options(trained: DreamRules | None, *, temperature: float | None, sample_done: bool | None,
+                 done_threshold: float | None, max_steps: int | None, env_max_steps: int) -> dict[str, Any]:
+    """Dream rule settings for `dream_rules`: each value given, else the controller's training rule, else the default."""
+    def pick(mine: Any, theirs: Any, default: Any) -> Any:
+        return mine if mine is not None else (theirs if trained is not None else default)
+
+    return {
+        "temperature": pick(temperature, getattr(trained, "temperature", None), 1.0),
+        "sample_done": pick(sample_done, getattr(trained, "done", None) == "sample", False),
+        "done_threshold": pick(done_threshold, getattr(trained, "done_threshold", None), 0.5),
+        "max_steps": pick(max_steps, getattr(trained, "max_steps", None), env_max_steps),
+    }
+
+
 def dream_rules(
     mdnrnn: Any, *, temperature: float, max_steps: int, reward: str = "auto", sample_done: bool = False,
     done_threshold: float = 0.5,
