@@ -135,7 +135,7 @@ def run(
 
     spec = _policy_spec(config, kind, controller_path)
     tasks = [EpisodeTask(env_id, int(config.max_steps), spec, run_seed, index, dict(config.env_kwargs), record_frames=False) for index in indices]
-    returns, lengths, env_seeds = [], [], []
+    returns, lengths, env_seeds, action_counts = [], [], [], []
     progress = Progress(len(tasks), description=f"evaluate {env_id}", unit="ep", secondary_unit="frames")
     executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
     try:
@@ -144,6 +144,7 @@ def run(
                 returns.append(episode.total_return)
                 lengths.append(episode.length)
                 env_seeds.append(episode.seed)
+                action_counts.append(_action_counts(episode.action))
                 progress.update(1, secondary=episode.length, postfix=f"mean return {np.mean(returns):.1f}")
     except KeyboardInterrupt:
         raise Interrupted(f"Interrupted after {plural(len(returns), 'episode')}; nothing was written.") from None
@@ -173,6 +174,9 @@ def run(
         f.create_dataset("episode/length", data=lengths)
         f.create_dataset("episode/seed", data=np.asarray(env_seeds, np.uint32))
         f.create_dataset("episode/index", data=np.asarray(indices, np.int64))
+        if all(counts is not None for counts in action_counts):
+            width = max(len(counts) for counts in action_counts)
+            f.create_dataset("episode/action_counts", data=np.asarray([np.pad(c, (0, width - len(c))) for c in action_counts], np.int64))
         f.create_dataset("dream/return", data=np.asarray(dream_returns, np.float64))
         f.create_dataset("dream/length", data=np.asarray(dream_lengths, np.int64))
     from wm.io.inspect import evaluation_sentence
@@ -182,6 +186,14 @@ def run(
     if config.video:
         _write_video(config, kind, controller_path, env_id, run_seed, np.asarray(indices), returns)
     return StageResult(out, fingerprint, "written")
+
+
+def _action_counts(actions: np.ndarray) -> np.ndarray | None:
+    """How often the episode took each discrete action (None for continuous actions)."""
+    actions = np.asarray(actions)
+    if actions.ndim != 1 or not np.issubdtype(actions.dtype, np.integer):
+        return None
+    return np.bincount(actions.astype(np.int64), minlength=1)
 
 
 def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import error_line, fails_cleanly, run_stage, run_wm, sigkill_when
 from wm.io.artifact import open_artifact
+from wm.io.inspect import evaluation_sentence
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,10 @@ def test_a_ppo_controller_is_evaluated_and_dreamed_with(controllers, chain, tmp_
         assert controller.file["history/ppo_policy_loss"].shape == (2,)
     result = run_stage("evaluate", tmp_path / "eval.h5", {"controller": controllers["ppo"]}, backend="serial")
     assert result.status == "written"
+    with open_artifact(tmp_path / "eval.h5", "evaluation") as evaluation:  # what the agent did: its actions, counted per episode
+        counts = evaluation.file["episode/action_counts"][:]
+        np.testing.assert_array_equal(counts.sum(axis=1), evaluation.file["episode/length"][:])
+    assert "; actions " in evaluation_sentence(tmp_path / "eval.h5")
     run_stage("dream", tmp_path / "dream.gif", {"vae": chain["vae"], "mdnrnn": chain["mdnrnn"], "controller": controllers["ppo"]})
     assert (tmp_path / "dream.gif").stat().st_size > 0
 

@@ -90,6 +90,9 @@ def evaluation_summary(artifact: Any) -> dict[str, Any]:
         "std_return": float(returns.std()), "min_return": float(returns.min()), "max_return": float(returns.max()),
         "mean_length": float(lengths.mean()), "dream_episodes": len(dream),
     }
+    if "episode/action_counts" in artifact.file:
+        totals = artifact.file["episode/action_counts"][:].sum(axis=0)
+        summary["action_shares"] = (totals / max(1, totals.sum())).tolist()
     if len(dream):
         summary.update(dream_mean_return=float(dream.mean()), dream_std_return=float(dream.std()),
                        dream_temperature=float(artifact.attr("dream_temperature")))
@@ -102,6 +105,10 @@ def evaluation_sentence(path: str | Path) -> str:
         s = evaluation_summary(artifact)
     text = (f"{s['env_id']}: {s['episodes']} real episodes, return {s['mean_return']:.1f} +- {s['std_return']:.1f} "
             f"(min {s['min_return']:.0f}, max {s['max_return']:.0f}, mean length {s['mean_length']:.0f})")
+    if "action_shares" in s:
+        from wm.envs import action_name
+
+        text += "; actions " + ", ".join(f"{action_name(s['env_id'], a)} {share:.0%}" for a, share in enumerate(s["action_shares"]))
     if s["dream_episodes"]:
         text += (f"; in the dream (tau {s['dream_temperature']:g}): {s['dream_mean_return']:.1f} +- {s['dream_std_return']:.1f} "
                  f"over {s['dream_episodes']} dreams")
