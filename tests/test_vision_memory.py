@@ -191,27 +191,6 @@ def test_run_refuses_an_unknown_pipeline(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_run_chains_the_stages_and_skips_up_to_date_ones(tmp_path):
-    folder = tmp_path / "run"
-    first = run_wm(
-        "run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--to-stage", "train-mdnrnn",
-        "--set", "train-mdnrnn.units=32",
-    )
-    assert first.returncode == 0, first.stderr
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert list(manifest["steps"]) == ["rollout", "train-vae", "encode", "train-mdnrnn"]
-    assert {step["status"] for step in manifest["steps"].values()} == {"written"}
-    with open_artifact(folder / "mdnrnn.h5", "mdnrnn") as mdnrnn:
-        assert mdnrnn.config["units"] == 32 and mdnrnn.config["done_head"] and mdnrnn.attr("latent_dim") == 64
-        assert mdnrnn.attr("env_id") == "doom-takecover"
-    second = run_wm(
-        "run", "doom-takecover", "--preset", "tiny", "--out", str(folder), "--to-stage", "train-mdnrnn",
-        "--set", "train-mdnrnn.units=32",
-    )
-    assert second.returncode == 0, second.stderr
-    assert {step["status"] for step in json.loads((folder / "manifest.json").read_text())["steps"].values()} == {"up-to-date"}
-
-
 def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(chain, tmp_path):
     out = tmp_path / "vae.h5"
     result = run_wm(
