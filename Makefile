@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/rollout.py
 	$(BIN)/python bench/vision_memory.py
+	$(BIN)/python bench/mdnrnn_speed.py
 	$(BIN)/python bench/dream.py
 	$(BIN)/python bench/dreamer.py
 
