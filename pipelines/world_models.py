@@ -5,8 +5,9 @@
 - `carracing`: CMA-ES in the real environment (the MDN-RNN's h is part of the controller's input).
 
 `--iterations K` adds K rounds of the paper's iterative procedure: new rollouts with the current
-controller (with exploration noise) appended to all earlier data, M (and, with --retrain-vae, V)
-retrained on everything, C retrained, evaluated.
+controller (with exploration noise) appended to all earlier data, M trained further on everything
+from the previous round's weights (with --retrain-vae: V retrained, and M from scratch on its new
+latents), C retrained, evaluated.
 
 Presets: `tiny` (tests: a few short episodes, small networks), `demo` (the README's `make demo`:
 minutes on 2 cores), `cpu-3h` (doom-takecover's learning result in the README: the whole chain
@@ -49,7 +50,9 @@ def _iteration(first_pass: list[Step], noise: float):
             result.append(with_suffix(base["train-vae"], k, f"{folder}/vae.h5", {"rollouts": f"rollout@{k}"}))
         result += [
             with_suffix(base["encode"], k, f"{folder}/latents.h5", {"rollouts": f"rollout@{k}", "vae": vae}),
-            with_suffix(base["train-mdnrnn"], k, f"{folder}/mdnrnn.h5", {"latents": f"encode@{k}"}),
+            # M continues from the previous round's weights on old + new data; a new VAE means new latents, so M starts again.
+            with_suffix(base["train-mdnrnn"], k, f"{folder}/mdnrnn.h5",
+                        {"latents": f"encode@{k}"} if retrain_vae else {"latents": f"encode@{k}", "init": previous("train-mdnrnn")}),
         ]
         if "fidelity" in base:
             result.append(with_suffix(base["fidelity"], k, f"{folder}/fidelity.h5", {"vae": vae, "mdnrnn": f"train-mdnrnn@{k}"}))

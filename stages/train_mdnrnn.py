@@ -92,6 +92,26 @@ def check_episodes(lengths, path: Path) -> None:
         )
 
 
+def _init_weights(path: str | Path, latents, config: TrainMDNRNNConfig) -> tuple[list, object]:
+    """The weights of MDN-RNN artifact `path` (to continue training on new latents), after checking they fit."""
+    from wm.io.artifact import open_artifact
+    from wm.io.models import read_model
+    from wm.models.mdnrnn import build_mdnrnn
+
+    with open_artifact(path, "mdnrnn") as init:
+        if init.attr("vae_fingerprint") != latents.attr("vae_fingerprint"):
+            raise ArtifactError(f"{init.path} was trained on latents of another VAE than {latents.path}; "
+                                "--init needs an MDN-RNN of the same VAE.")
+        trained = init.config
+        different = [name for name in ("units", "num_mixtures", "reward_head", "done_head")
+                     if trained.get(name) != getattr(config, name)]
+        if different:
+            name = different[0]
+            raise ArtifactError(f"{init.path} has {name} = {trained.get(name)!r} but this run asks for {getattr(config, name)!r}; "
+                                "--init needs the same architecture.")
+        return read_model(init, build_mdnrnn, "model").get_weights(), init.input_ref("init")
+
+
 def run(
     config: TrainMDNRNNConfig,
     *,
@@ -114,8 +134,12 @@ def run(
         lengths = latents.file["episode/length"][:]
         check_episodes(lengths, latents.path)
         train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
-        input_ref = latents.input_ref("latents")
-        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [input_ref], seed, out, force)
+        input_refs = [latents.input_ref("latents")]
+        init_weights = None
+        if inputs.get("init"):
+            init_weights, init_ref = _init_weights(inputs["init"], latents, config)
+            input_refs.append(init_ref)
+        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, input_refs, seed, out, force)
         if up_to_date:
             return StageResult(out, fingerprint, "up-to-date")
         log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
@@ -133,6 +157,9 @@ def run(
             latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
             reward_head=config.reward_head, done_head=config.done_head, done_weight=config.done_weight,
         )
+        if init_weights is not None:
+            model.set_weights(init_weights)  # a checkpoint of this run, if there is one, replaces them below
+            log(f"Starting from the weights of {inputs['init']}.")
         optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
         checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
 
@@ -239,7 +266,7 @@ def run(
 
     with writing_artifact(out) as f:
         write_root_attributes(
-            f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
+            f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=input_refs,
             fingerprint=fingerprint, extra=extra,
         )
         write_training_record(f, model, state.history)
@@ -263,6 +290,12 @@ STAGE = Stage(
     output_kind="mdnrnn",
     version=STAGE_VERSION,
     help="Train the World Models MDN-RNN (memory) on sequence windows of a latents artifact.",
-    inputs={"latents": "latents"},
+    inputs={"latents": "latents", "init": "mdnrnn"},
+    optional_inputs=("init",),
+    input_help={
+        "latents": "Input latents artifact.",
+        "init": "MDN-RNN artifact of the same VAE and architecture whose weights start the training (the iterative "
+                "procedure: continue M on old and new data instead of starting again).",
+    },
     default_out=default_out,
 )

@@ -357,8 +357,10 @@ def test_iterations_chain_each_round_to_the_previous_one():
     assert steps["rollout@3"].inputs == {"controller": "train-controller@2", "extend": "rollout@2"}
     assert steps["rollout@3"].settings["policy"] == "controller" and steps["rollout@3"].out == "iter3/rollouts.h5"
     assert steps["train-controller@3"].inputs == {"vae": "train-vae@3", "mdnrnn": "train-mdnrnn@3"}
+    assert steps["train-mdnrnn@3"].inputs == {"latents": "encode@3"}  # a new VAE: M starts again
     keeping_vae = {step.name: step for step in get_recipe("doom-takecover").expand(1)}
     assert "train-vae@2" not in keeping_vae and keeping_vae["encode@2"].inputs["vae"] == "train-vae"
+    assert keeping_vae["train-mdnrnn@2"].inputs == {"latents": "encode@2", "init": "train-mdnrnn"}  # M continues
 
 
 def test_evaluation_on_a_real_ray_runtime_matches_this_process(controllers, tmp_path):

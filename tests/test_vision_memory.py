@@ -68,6 +68,24 @@ def test_same_command_again_is_up_to_date(chain):
     assert result.status == "up-to-date"
 
 
+def test_init_starts_from_the_given_weights_and_must_match(chain, tmp_path):
+    from wm.io.models import read_model
+    from wm.models.mdnrnn import build_mdnrnn
+
+    out = tmp_path / "continued.h5"  # a learning rate of 1e-9: one epoch leaves the starting weights as they were
+    assert run_stage("train-mdnrnn", out, {"latents": chain["latents"], "init": chain["mdnrnn"]}, epochs=1, learning_rate=1e-9).status == "written"
+    fresh = tmp_path / "fresh.h5"
+    run_stage("train-mdnrnn", fresh, {"latents": chain["latents"]}, seed=1, epochs=1, learning_rate=1e-9)
+    with open_artifact(chain["mdnrnn"], "mdnrnn") as a, open_artifact(out, "mdnrnn") as b, open_artifact(fresh, "mdnrnn") as c:
+        start, continued, other = (read_model(x, build_mdnrnn).get_weights() for x in (a, b, c))
+        assert [i["name"] for i in b.inputs] == ["latents", "init"]
+    assert all(np.allclose(x, y, atol=1e-6) for x, y in zip(start, continued))
+    assert not all(np.allclose(x, y, atol=1e-6) for x, y in zip(start, other))
+    message = fails_cleanly(tmp_path, "train-mdnrnn", "--latents", str(chain["latents"]), "--init", str(chain["mdnrnn"]),
+                            "--preset", "tiny", "--units", "24")
+    assert "has units = 16 but this run asks for 24" in message
+
+
 def test_dream_and_compare_write_gifs(chain, tmp_path):
     from PIL import Image
 
