@@ -5,6 +5,6 @@ inputs, fixed settings) and presets of per-step overrides; `wm.pipeline` runs th
 """
 
 from .dreamer import DREAMER_CARTPOLE, DREAMER_DOOM_TAKECOVER, DREAMER_PENDULUM
-from .world_models import CARRACING, DOOM_TAKECOVER
+from .world_models import CARRACING, DOOM_TAKECOVER, DOOM_TAKECOVER_PRETRAINED
 
-RECIPES = {recipe.name: recipe for recipe in (DOOM_TAKECOVER, CARRACING, DREAMER_CARTPOLE, DREAMER_PENDULUM, DREAMER_DOOM_TAKECOVER)}
+RECIPES = {recipe.name: recipe for recipe in (DOOM_TAKECOVER, DOOM_TAKECOVER_PRETRAINED, CARRACING, DREAMER_CARTPOLE, DREAMER_PENDULUM, DREAMER_DOOM_TAKECOVER)}

@@ -14,6 +14,8 @@ from tests.conftest import error_line, fails_cleanly, run_stage, run_wm, sigkill
 from wm.io.artifact import open_artifact
 from wm.io.inspect import evaluation_sentence
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def controllers(chain, tmp_path_factory):
@@ -341,6 +343,41 @@ def test_the_tiny_doom_preset_runs_the_chain_and_a_round_then_reruns_only_what_c
                     "--set", "train-controller.generations=4", "--force")
     assert forced.returncode == 0, forced.stderr
     assert _statuses(folder)["evaluate"] == "written"
+
+
+def test_the_pretrained_recipe_trains_in_the_shipped_world_model(tmp_path):
+    folder = tmp_path / "run"
+    result = run_wm("run", "doom-takecover-pretrained", "--preset", "tiny", "--out", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert _statuses(folder) == {"train-controller": "written", "evaluate": "written", "fidelity-controller": "written"}
+    with open_artifact(ROOT / "artifacts/pretrained/doom-takecover-mdnrnn.h5", "mdnrnn") as shipped, \
+            open_artifact(folder / "controller.h5", "controller") as controller:
+        assert controller.attr("mdnrnn_fingerprint") == shipped.fingerprint and controller.attr("trained_in") == "dream"
+    assert "fidelity-controller: Fidelity" in result.stdout and "\nrandom " in result.stdout and "\ncontroller " in result.stdout
+    with open_artifact(folder / "fidelity-controller.h5", "fidelity") as fidelity:  # both on the same seeds, both returns printed
+        seeds = {name: fidelity.file[f"policy/{name}/real_seed"][:].tolist() for name in ("random", "controller")}
+        returns = {name: fidelity.file[f"policy/{name}/real_return"][:] for name in ("random", "controller")}
+    assert seeds["random"] == seeds["controller"]
+    first = json.loads((folder / "manifest.json").read_text())["steps"]
+    again = run_wm("run", "doom-takecover-pretrained", "--preset", "tiny", "--out", str(folder))
+    assert again.returncode == 0, again.stderr
+    steps = json.loads((folder / "manifest.json").read_text())["steps"]
+    assert {name: step["status"] for name, step in steps.items()} == dict.fromkeys(first, "up-to-date")
+    # the manifest keeps what writing each artifact took
+    assert {name: step["written_seconds"] for name, step in steps.items()} == {name: step["wall_seconds"] for name, step in first.items()}
+    assert f"(written in {first['evaluate']['wall_seconds']:.1f} s)" in again.stdout
+    assert (f"On the same 3 real episodes the controller returns {returns['controller'].mean():.1f} ± {returns['controller'].std():.1f}, "
+            f"the random process {returns['random'].mean():.1f} ± {returns['random'].std():.1f}.") in result.stdout
+
+
+def test_a_missing_shipped_artifact_is_one_sentence(tmp_path, monkeypatch):
+    import wm.pipeline
+    from wm.errors import UsageError
+
+    monkeypatch.setattr(wm.pipeline, "REPOSITORY", tmp_path)
+    with pytest.raises(UsageError, match=r"doom-takecover-vae.h5 is missing: this pipeline starts from an artifact shipped"):
+        wm.pipeline.run_pipeline("doom-takecover-pretrained", preset="tiny", out=tmp_path / "run", seed=0, force=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_iterations_chain_each_round_to_the_previous_one():

@@ -180,7 +180,8 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
     """Run a pipeline recipe's stages in order, skipping those whose output is up to date.
 
     Recipes: doom-takecover (rollout -> train-vae -> encode -> train-mdnrnn -> fidelity -> train-controller -> evaluate ->
-    fidelity-controller), carracing (the same without the fidelity steps). Ends by printing each fidelity table and evaluation.
+    fidelity-controller), carracing (the same without the fidelity steps), doom-takecover-pretrained (train-controller in the
+    shipped world model -> evaluate -> fidelity-controller). Ends by printing each fidelity table and evaluation.
     """
 
     def action() -> None:
@@ -191,7 +192,9 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
             iterations=iterations, retrain_vae=retrain_vae, from_stage=from_stage, to_stage=to_stage,
         )
         for name, step in manifest["steps"].items():
-            click.echo(f"{name:<20} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}")
+            written = step.get("written_seconds")
+            took = f" (written in {written:.1f} s)" if step["status"] == "up-to-date" and written is not None else ""
+            click.echo(f"{name:<20} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}{took}")
         for name, step in manifest["steps"].items():
             if step["stage"] == "fidelity":
                 from wm.fidelity import fidelity_report

@@ -16,7 +16,8 @@ after a crash or a change redoes only what is out of date. An output of the same
 settings changed is replaced (the run folder belongs to the pipeline); a file there that some other
 command wrote is left alone unless `--force`. `--force` also reruns up-to-date steps.
 `--from-stage` and `--to-stage` limit the run to a stretch of the steps. `manifest.json` in the run
-folder lists each step's artifact, fingerprint, status and wall time.
+folder lists each step's artifact, fingerprint, status and wall time (`wall_seconds` of this run,
+`written_seconds` of the run that wrote the artifact, kept while it stays up to date).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Step:
     name: str  # unique within the expanded recipe: BASE, or BASE@k in iteration k
     stage: str
     out: str  # file name inside the run folder
-    inputs: Mapping[str, str] = field(default_factory=dict)  # stage input name -> name of the step producing it
+    # stage input name -> name of the step producing it, or "file:PATH" for an artifact shipped in the repository
+    inputs: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)  # config values for every preset
 
     @property
@@ -199,6 +201,9 @@ def run_pipeline(
     overrides = _step_overrides(steps, config_file, sets)
     # Resolve every config before any work, so a typo fails at once.
     configs = {step.name: step_config(recipe, step, preset, overrides) for step in steps}
+    for step in steps:  # shipped artifacts must be there before any work starts
+        for source in step.inputs.values():
+            _input_path(steps, Path("."), source)
     for step in steps[:first]:  # the steps --from-stage skips must have left their outputs
         path = run_folder / step.out
         if not path.exists():
@@ -217,21 +222,43 @@ def run_pipeline(
         out_path = run_folder / step.out
         if index < first:
             continue
-        inputs = {input_name: str(run_folder / _step(steps, source).out) for input_name, source in step.inputs.items()}
+        inputs = {input_name: _input_path(steps, run_folder, source) for input_name, source in step.inputs.items()}
         out_path.parent.mkdir(parents=True, exist_ok=True)
         log(f"[{index + 1}/{len(steps)}] {step.name} -> {out_path}")
         started = time.monotonic()
         result = _run_step(stage, configs[step.name], out_path, seed, inputs, rerun=force, force=force)
+        seconds = round(time.monotonic() - started, 2)
+        earlier = manifest["steps"].get(step.name, {})
+        if result.status == "up-to-date":  # keep what writing this very artifact took
+            written = earlier.get("written_seconds") if earlier.get("fingerprint") == result.fingerprint else None
+        else:
+            written = seconds
         manifest["steps"][step.name] = {
             "stage": step.stage,
             "path": str(out_path),
             "fingerprint": result.fingerprint,
             "status": result.status,
-            "wall_seconds": round(time.monotonic() - started, 2),
+            "wall_seconds": seconds,
+            "written_seconds": written,
         }
         manifest["steps"] = {n: manifest["steps"][n] for n in names if n in manifest["steps"]}
         _write_manifest(manifest_path, manifest)
     return manifest
+
+
+SHIPPED = "file:"
+REPOSITORY = Path(__file__).resolve().parent.parent  # where `file:` inputs are found (artifacts/pretrained/...)
+
+
+def _input_path(steps: Sequence[Step], run_folder: Path, source: str) -> str:
+    """The file a step input reads: the output of the step named `source`, or a shipped artifact ("file:PATH")."""
+    if not source.startswith(SHIPPED):
+        return str(run_folder / _step(steps, source).out)
+    path = REPOSITORY / source[len(SHIPPED):]
+    if not path.exists():
+        raise UsageError(f"{path} is missing: this pipeline starts from an artifact shipped with the repository; run wm from a clone "
+                         "of it (pip install -e .) and restore the file with git checkout.")
+    return str(path)
 
 
 def _step(steps: Sequence[Step], name: str) -> Step:
