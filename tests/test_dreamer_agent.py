@@ -70,6 +70,8 @@ def test_same_seed_same_first_updates():
         agent = _agent(False, "bounded", "gaussian", seed=7)
         batch = _batch(False, "bounded")
         runs.append([agent.train_step(batch, tf.constant([1, step])) for step in range(3)])
+    # Not bit for bit: TensorFlow's multithreaded CPU reductions may sum in another order when the cores are
+    # busy (seen once: actor/loss differed by 1e-7 relative). A seeding error shows far beyond this tolerance.
     for a, b in zip(*runs):
         for name in a:
-            np.testing.assert_array_equal(a[name].numpy(), b[name].numpy(), err_msg=name)
+            np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
