@@ -15,16 +15,19 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet -e ".[dev,ray,minari]"
 	touch $(STAMP)
 
-# The whole doom-takecover chain on its demo preset (rollout -> train-vae -> encode -> train-mdnrnn ->
-# fidelity -> train-controller in the dream -> evaluate -> fidelity-controller), then the trained controller
-# acting in the dream it was trained in and a comparison GIF (real | VAE | one-step prediction | the dream of
-# the same actions), and last the summary again (every step up to date: the fidelity tables and the score).
-DEMO := artifacts/doom-takecover/demo
+# A controller trained with CMA-ES in the dream of the shipped doom-takecover world model (artifacts/pretrained/:
+# V and M of the README's learning result), evaluated, and scored beside the random process on the same real
+# episodes; then the controller acting in its dream, a comparison GIF (real | VAE | one-step prediction | the dream
+# of the same actions) of a fresh real episode, and last the summary again (the fidelity table and both scores).
+DEMO := artifacts/doom-takecover-pretrained/demo
+VAE := artifacts/pretrained/doom-takecover-vae.h5
+MDNRNN := artifacts/pretrained/doom-takecover-mdnrnn.h5
 demo: $(STAMP)
-	$(BIN)/wm run doom-takecover --preset demo --out $(DEMO)
-	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --controller $(DEMO)/controller.h5 --out $(DEMO)/dream.gif --force
-	$(BIN)/wm dream --vae $(DEMO)/vae.h5 --mdnrnn $(DEMO)/mdnrnn.h5 --compare $(DEMO)/rollouts.h5 --temperature 1.15 --out $(DEMO)/compare.gif --force
-	$(BIN)/wm run doom-takecover --preset demo --out $(DEMO)
+	$(BIN)/wm run doom-takecover-pretrained --preset demo --out $(DEMO)
+	$(BIN)/wm dream --vae $(VAE) --mdnrnn $(MDNRNN) --controller $(DEMO)/controller.h5 --steps 1000 --scale 2 --out $(DEMO)/dream.gif --force
+	$(BIN)/wm rollout --env doom-takecover --episodes 1 --seed 7 --out $(DEMO)/rollouts.h5 --force
+	$(BIN)/wm dream --vae $(VAE) --mdnrnn $(MDNRNN) --compare $(DEMO)/rollouts.h5 --episode 0 --temperature 1.15 --out $(DEMO)/compare.gif --force
+	$(BIN)/wm run doom-takecover-pretrained --preset demo --out $(DEMO)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
