@@ -99,9 +99,9 @@ DOOM_TAKECOVER = Recipe(
             "train-controller": {"generations": 12, "population": 16, "rollouts": 8, "real_every": 4, "real_episodes": 8, "dream_score_episodes": 64},
             "evaluate": {"episodes": 24},
         },
-        # The README's 10,000-episode world model (720.5 for real), stage for stage: 10,000 random episodes; the VAE at lr 1e-3 for 8,000 batches
-        # of 100 frames drawn from all of them (800,000 frames; held-out reconstruction 7.6, monsters and small
-        # fireballs kept); M on whole episodes from their first step, batches of 32, 6 epochs (1,860 updates);
+        # The README's 10,000-episode world model (720.5 for real), stage for stage: 10,000 random episodes;
+        # the VAE at lr 1e-3 for 8,000 batches of 100 frames drawn from all of them (800,000 frames; held-out
+        # reconstruction 7.6, monsters and small fireballs kept); M on whole episodes from their first step, batches of 32, 6 epochs (1,860 updates);
         # CMA-ES for 40 generations (100 scored worse in the game), the mean scored there every 10. Earlier settings
         # and what each measured are in the README (Measurements): 1,000 episodes, a 2-epoch VAE and windows of
         # 200 steps gave a dream far too easy for every policy.

@@ -203,7 +203,8 @@ def run_pipeline(
     configs = {step.name: step_config(recipe, step, preset, overrides) for step in steps}
     for step in steps:  # shipped artifacts must be there before any work starts
         for source in step.inputs.values():
-            _input_path(steps, Path("."), source)
+            if source.startswith(SHIPPED):
+                _shipped_path(source)
     for step in steps[:first]:  # the steps --from-stage skips must have left their outputs
         path = run_folder / step.out
         if not path.exists():
@@ -250,15 +251,18 @@ SHIPPED = "file:"
 REPOSITORY = Path(__file__).resolve().parent.parent  # where `file:` inputs are found (artifacts/pretrained/...)
 
 
-def _input_path(steps: Sequence[Step], run_folder: Path, source: str) -> str:
-    """The file a step input reads: the output of the step named `source`, or a shipped artifact ("file:PATH")."""
-    if not source.startswith(SHIPPED):
-        return str(run_folder / _step(steps, source).out)
+def _shipped_path(source: str) -> str:
+    """The path of a shipped artifact ("file:PATH", relative to the repository), or a UsageError if it is missing."""
     path = REPOSITORY / source[len(SHIPPED):]
     if not path.exists():
         raise UsageError(f"{path} is missing: this pipeline starts from an artifact shipped with the repository; run wm from a clone "
                          "of it (pip install -e .) and restore the file with git checkout.")
     return str(path)
+
+
+def _input_path(steps: Sequence[Step], run_folder: Path, source: str) -> str:
+    """The file a step input reads: the output of the step named `source`, or a shipped artifact ("file:PATH")."""
+    return _shipped_path(source) if source.startswith(SHIPPED) else str(run_folder / _step(steps, source).out)
 
 
 def _step(steps: Sequence[Step], name: str) -> Step:
