@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mdnrnn_speed.py
 	$(BIN)/python bench/dream.py
 	$(BIN)/python bench/dreamer.py
+	$(BIN)/python bench/onednn.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -92,11 +92,9 @@ def check_episodes(lengths, path: Path) -> None:
         )
 
 
-def _init_weights(path: str | Path, latents, config: TrainMDNRNNConfig) -> tuple[list, object]:
-    """The weights of MDN-RNN artifact `path` (to continue training on new latents), after checking they fit."""
+def _check_init(path: str | Path, latents, config: TrainMDNRNNConfig):
+    """The input reference of MDN-RNN artifact `path` (to continue training on new latents), after checking it fits."""
     from wm.io.artifact import open_artifact
-    from wm.io.models import read_model
-    from wm.models.mdnrnn import build_mdnrnn
 
     with open_artifact(path, "mdnrnn") as init:
         if init.attr("vae_fingerprint") != latents.attr("vae_fingerprint"):
@@ -109,7 +107,7 @@ def _init_weights(path: str | Path, latents, config: TrainMDNRNNConfig) -> tuple
             name = different[0]
             raise ArtifactError(f"{init.path} has {name} = {trained.get(name)!r} but this run asks for {getattr(config, name)!r}; "
                                 "--init needs the same architecture.")
-        return read_model(init, build_mdnrnn, "model").get_weights(), init.input_ref("init")
+        return init.input_ref("init")
 
 
 def run(
@@ -135,10 +133,8 @@ def run(
         check_episodes(lengths, latents.path)
         train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
         input_refs = [latents.input_ref("latents")]
-        init_weights = None
         if inputs.get("init"):
-            init_weights, init_ref = _init_weights(inputs["init"], latents, config)
-            input_refs.append(init_ref)
+            input_refs.append(_check_init(inputs["init"], latents, config))
         fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, input_refs, seed, out, force)
         if up_to_date:
             return StageResult(out, fingerprint, "up-to-date")
@@ -148,6 +144,7 @@ def run(
         latent_dim = int(latents.attr("latent_dim"))
 
         from wm.losses import done_loss, masked_mean, mixture_nll, precision_recall, roc_auc
+        from wm.io.models import load_weights
         from wm.models.mdnrnn import build_mdnrnn
         from wm.tfsetup import keras, tensorflow
 
@@ -157,8 +154,9 @@ def run(
             latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
             reward_head=config.reward_head, done_head=config.done_head, done_weight=config.done_weight,
         )
-        if init_weights is not None:
-            model.set_weights(init_weights)  # a checkpoint of this run, if there is one, replaces them below
+        if inputs.get("init"):
+            with open_artifact(inputs["init"], "mdnrnn") as init:
+                load_weights(init, model)  # a checkpoint of this run, if there is one, replaces them below
             log(f"Starting from the weights of {inputs['init']}.")
         optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
         checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)

@@ -400,6 +400,32 @@ def test_iterations_chain_each_round_to_the_previous_one():
     assert keeping_vae["train-mdnrnn@2"].inputs == {"latents": "encode@2", "init": "train-mdnrnn"}  # M continues
 
 
+def test_the_cpu_3h_preset_trains_m_longer_in_the_first_pass_than_in_each_round():
+    from wm.pipeline import get_recipe, step_config
+
+    recipe = get_recipe("doom-takecover")
+    steps = {step.name: step for step in recipe.expand(2)}
+    config = {name: step_config(recipe, step, "cpu-3h", {}) for name, step in steps.items()}
+    assert (config["train-mdnrnn"].epochs, config["train-mdnrnn@2"].epochs, config["train-mdnrnn@3"].epochs) == (8, 4, 4)
+    assert config["train-mdnrnn@3"].sequence_length == 2100 and config["train-mdnrnn@3"].batch_size == 16
+    assert config["rollout@2"].episodes == config["rollout"].episodes == 1000
+    assert (config["rollout@2"].policy, config["rollout@2"].controller_noise) == ("controller", 0.1)
+    assert config["train-controller@3"].generations == 40 and config["evaluate@3"].episodes == 100
+    assert config["train-vae"].epochs * config["train-vae"].batches_per_epoch == 8000
+    assert config["train-vae"].batches_per_epoch < 1000 * 320 // config["train-vae"].batch_size  # an epoch of random episodes holds more
+
+
+def test_every_preset_override_names_a_step_of_its_recipe():
+    from wm.pipelines import RECIPES
+
+    for recipe in RECIPES.values():
+        steps = recipe.expand(3, retrain_vae=True) if recipe.iteration else recipe.steps
+        names = {step.name for step in steps} | {step.base for step in steps}
+        for preset, overrides in recipe.presets.items():
+            unknown = set(overrides) - names
+            assert not unknown, f"{recipe.name} preset {preset} overrides steps it does not have: {unknown}"
+
+
 def test_evaluation_on_a_real_ray_runtime_matches_this_process(controllers, tmp_path):
     serial = run_stage("evaluate", tmp_path / "serial.h5", {"controller": controllers["dream"]}, backend="serial", dream_episodes=0)
     on_ray = run_stage("evaluate", tmp_path / "ray.h5", {"controller": controllers["dream"]}, backend="ray", dream_episodes=0)

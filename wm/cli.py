@@ -164,7 +164,7 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 
 @cli.command("run")
 @click.argument("pipeline")
-@click.option("--preset", default=None, help="Named settings of the recipe: tiny, demo, cpu-3h (doom-takecover) or paper.")
+@click.option("--preset", default=None, help="Named settings of the recipe: tiny, demo, cpu-3h and random-10k (doom-takecover) or paper.")
 @click.option("--out", "out", type=click.Path(), default=None, help="Run folder [default: artifacts/PIPELINE/PRESET].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every stage.")
 @click.option("--config", "config_path", type=click.Path(), default=None, help="YAML or TOML file of {step: {key: value}} overrides.")

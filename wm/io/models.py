@@ -32,11 +32,16 @@ def model_config(artifact: Artifact, group: str = "model") -> dict[str, Any]:
 
 def read_model(artifact: Artifact, build: Callable[..., Any], group: str = "model") -> Any:
     """Rebuild the model stored in `artifact` with `build(**config)` and load its weights."""
+    model = build(**model_config(artifact, group))
+    load_weights(artifact, model, group)
+    return model
+
+
+def load_weights(artifact: Artifact, model: Any, group: str = "model") -> None:
+    """Load the weights stored in `artifact`'s `group` into `model`, built with the same architecture."""
     from wm.training import load_variables
 
-    model = build(**model_config(artifact, group))
     try:
         load_variables(artifact.file[group], list(model.weights), str(artifact.path))
     except ValueError as exc:
         raise ArtifactError(f"{artifact.path} does not hold weights this wm can load ({exc}).") from None
-    return model
