@@ -9,9 +9,10 @@ controller (with exploration noise) appended to all earlier data, M trained furt
 from the previous round's weights (with --retrain-vae: V retrained, and M from scratch on its new
 latents), C retrained, evaluated.
 
-Presets: `tiny` (tests: a few short episodes, small networks), `demo` (the README's `make demo`:
-minutes on 2 cores), `cpu-3h` (doom-takecover's learning result in the README: the whole chain
-within three hours on 2 cores) and `paper` (the published data size and settings; days on a CPU).
+Presets: `tiny` (tests: a few short episodes, small networks), `demo` (minutes on 2 cores),
+`cpu-3h` (doom-takecover with `--iterations 2`: the chain of the README's best result, meant to fit
+three hours on 2 cores), `random-10k` (doom-takecover: the README's 10,000-episode world model) and
+`paper` (the published data size and settings; days on a CPU).
 """
 
 from wm.pipeline import Recipe, Step, with_suffix
@@ -112,7 +113,7 @@ DOOM_TAKECOVER = Recipe(
             # 8,000 batches as in random-10k: an epoch of 1,000 episodes holds only about 3,200 batches of 100 frames.
             "train-vae": {"epochs": 4, "batches_per_epoch": 2000, "learning_rate": 0.001, "heldout_fraction": 0.01},
             "train-mdnrnn": {"sequence_length": 2100, "batch_size": 16, "epochs": 8},
-            "train-mdnrnn@2": {"epochs": 4},
+            "train-mdnrnn@2": {"epochs": 4},  # a round continues M; a 4th round (--iterations 3) would train 8 unless set
             "train-mdnrnn@3": {"epochs": 4},
             "train-controller": {"generations": 40, "real_every": 10},
             "evaluate": {"episodes": 100},
