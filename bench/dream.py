@@ -27,15 +27,12 @@ import time
 import numpy as np
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--population", type=int, default=64)
-    parser.add_argument("--rollouts", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--sequential-dreams", type=int, default=32, help="dreams timed one at a time (scaled to the generation)")
-    parser.add_argument("--repeats", type=int, default=2, help="batched generations timed (the best is kept)")
-    args = parser.parse_args()
+def generation(population: int, rollouts: int, steps: int):
+    """One CMA-ES generation's work in the doom-takecover dream, death rule off (every dream runs `steps`).
 
+    Returns the Dream (a fresh MDN-RNN, z = 64, LSTM 512, death head), the controller layout, random
+    candidate parameters (population x 1,088), each dream's candidate index and its key.
+    """
     from wm import rng
     from wm.dream.batched import Dream
     from wm.dream.rules import DreamRules
@@ -47,13 +44,26 @@ def main() -> None:
     mdnrnn = build_mdnrnn(latent_dim=64, action_dim=3, units=512, num_mixtures=5, reward_head=False, done_head=True)
     generator = np.random.default_rng(0)
     initial = generator.normal(size=(100, 64)).astype(np.float32)
-    rules = DreamRules(temperature=1.15, max_steps=args.steps, reward="survival", done="none")
+    rules = DreamRules(temperature=1.15, max_steps=steps, reward="survival", done="none")
     dream = Dream(mdnrnn, initial, np.full_like(initial, -2.0), rules)
     layout = controller_layout("doom-takecover", '{"type": "Discrete", "n": 3, "start": 0}', 64, 512)
-    params = generator.normal(0, 0.1, (args.population, layout.num_params)).astype(np.float32)
-    dreams = args.population * args.rollouts
-    candidate = np.repeat(np.arange(args.population), args.rollouts)
-    keys = rng.keys_from_seeds(0, [(r,) for r in range(args.rollouts)] * args.population)
+    params = generator.normal(0, 0.1, (population, layout.num_params)).astype(np.float32)
+    candidate = np.repeat(np.arange(population), rollouts)
+    keys = rng.keys_from_seeds(0, [(r,) for r in range(rollouts)] * population)
+    return dream, layout, params, candidate, keys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--population", type=int, default=64)
+    parser.add_argument("--rollouts", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--sequential-dreams", type=int, default=32, help="dreams timed one at a time (scaled to the generation)")
+    parser.add_argument("--repeats", type=int, default=2, help="batched generations timed (the best is kept)")
+    args = parser.parse_args()
+
+    dream, layout, params, candidate, keys = generation(args.population, args.rollouts, args.steps)
+    dreams = len(candidate)
     print(f"One CMA-ES generation in the dream: {args.population} candidates x {args.rollouts} rollouts = {dreams} dreams "
           f"of {args.steps} steps; MDN-RNN z=64, LSTM 512; controller {layout.num_params} parameters.", flush=True)
 

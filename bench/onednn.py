@@ -41,15 +41,11 @@ def _rate(update, work: float, seconds: float) -> float:
 
 def child(seconds: float) -> dict:
     """The three rates and the VAE's first loss in this process (TF_ENABLE_ONEDNN_OPTS as the parent set it)."""
-    from wm import rng
-    from wm.dream.batched import Dream
-    from wm.dream.rules import DreamRules
-    from wm.models.controller import controller_layout
-    from wm.models.mdnrnn import build_mdnrnn
     from wm.models.vae import build_vae, make_train_step
     from wm.tfsetup import keras, tensorflow
 
     sys.path.insert(0, os.path.dirname(__file__))
+    from dream import generation
     from mdnrnn_speed import make_update
 
     tf, keras = tensorflow(), keras()
@@ -67,13 +63,7 @@ def child(seconds: float) -> dict:
     mdnrnn_update = make_update(16, False)
     result["mdnrnn"] = _rate(mdnrnn_update, 16 * 200, seconds)
 
-    mdnrnn = build_mdnrnn(latent_dim=64, action_dim=3, units=512, num_mixtures=5, reward_head=False, done_head=True)
-    initial = generator.normal(size=(100, 64)).astype(np.float32)
-    dream = Dream(mdnrnn, initial, np.full_like(initial, -2.0), DreamRules(temperature=1.15, max_steps=200, reward="survival", done="none"))
-    layout = controller_layout("doom-takecover", '{"type": "Discrete", "n": 3, "start": 0}', 64, 512)
-    params = generator.normal(0, 0.1, (16, layout.num_params)).astype(np.float32)
-    candidate = np.repeat(np.arange(16), 16)
-    keys = rng.keys_from_seeds(0, [(r,) for r in range(16)] * 16)
+    dream, layout, params, candidate, keys = generation(16, 16, 200)
     result["dream"] = _rate(lambda: dream.run_linear(layout, params, candidate, keys), 256 * 200, seconds)
     return result
 
