@@ -29,8 +29,11 @@ demo: $(STAMP)
 	$(BIN)/wm dream --vae $(VAE) --mdnrnn $(MDNRNN) --compare $(DEMO)/rollouts.h5 --episode 0 --temperature 1.15 --out $(DEMO)/compare.gif --force
 	$(BIN)/wm run doom-takecover-pretrained --preset demo --out $(DEMO)
 
+# Two pytest workers: one worker kept the 2 cores only about half busy (TensorFlow start-up, environments, subprocesses).
+# worksteal hands each worker a contiguous half of the tests, so a module's shared fixtures are mostly built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/rollout.py

@@ -44,7 +44,7 @@ setup(
     extras_require={
         "ray": ["ray[default]>=2.40,<3"],
         "minari": ["minari>=0.5.4,<0.6"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
     },
     entry_points={"console_scripts": ["wm = wm.cli:main"]},
 )
