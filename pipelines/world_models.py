@@ -114,9 +114,7 @@ DOOM_TAKECOVER = Recipe(
             # 8,000 batches as in random-10k: an epoch of 1,000 episodes holds only about 3,200 batches of 100 frames.
             "train-vae": {"epochs": 4, "batches_per_epoch": 2000, "learning_rate": 0.001, "heldout_fraction": 0.01},
             "train-mdnrnn": {"sequence_length": 2100, "batch_size": 16, "epochs": 8},
-            "train-mdnrnn@2": {"epochs": 4},  # a round continues M from the last one's weights
-            "train-mdnrnn@3": {"epochs": 4},
-            "train-mdnrnn@4": {"epochs": 4},  # for --iterations 3
+            "train-mdnrnn@*": {"epochs": 4},  # each round continues M from the last one's weights
             "train-controller": {"generations": 40, "real_every": 10},
             "evaluate": {"episodes": 100},
         },

@@ -404,9 +404,9 @@ def test_the_cpu_3h_preset_trains_m_longer_in_the_first_pass_than_in_each_round(
     from wm.pipeline import get_recipe, step_config
 
     recipe = get_recipe("doom-takecover")
-    steps = {step.name: step for step in recipe.expand(2)}
+    steps = {step.name: step for step in recipe.expand(4)}
     config = {name: step_config(recipe, step, "cpu-3h", {}) for name, step in steps.items()}
-    assert (config["train-mdnrnn"].epochs, config["train-mdnrnn@2"].epochs, config["train-mdnrnn@3"].epochs) == (8, 4, 4)
+    assert [config[name].epochs for name in ("train-mdnrnn", "train-mdnrnn@2", "train-mdnrnn@3", "train-mdnrnn@5")] == [8, 4, 4, 4]
     assert config["train-mdnrnn@3"].sequence_length == 2100 and config["train-mdnrnn@3"].batch_size == 16
     assert config["rollout@2"].episodes == config["rollout"].episodes == 1000
     assert (config["rollout@2"].policy, config["rollout@2"].controller_noise) == ("controller", 0.1)
@@ -415,12 +415,26 @@ def test_the_cpu_3h_preset_trains_m_longer_in_the_first_pass_than_in_each_round(
     assert config["train-vae"].batches_per_epoch < 1000 * 320 // config["train-vae"].batch_size  # an epoch of random episodes holds more
 
 
+def test_an_override_for_every_round_sits_between_the_base_name_and_one_round():
+    from wm.errors import ConfigError
+    from wm.pipeline import _step_overrides, get_recipe, step_config
+
+    recipe = get_recipe("doom-takecover")
+    steps = {step.name: step for step in recipe.expand(2)}
+    sets = ["train-controller.generations=7", "train-controller@*.generations=5", "train-controller@3.generations=3"]
+    overrides = _step_overrides(list(steps.values()), None, sets)
+    generations = [step_config(recipe, steps[name], None, overrides).generations for name in ("train-controller", "train-controller@2", "train-controller@3")]
+    assert generations == [7, 5, 3]
+    with pytest.raises(ConfigError, match="STEP@\\* for every iteration"):
+        _step_overrides(list(recipe.expand(0)), None, ["train-controller@*.generations=5"])  # no rounds, no such step
+
+
 def test_every_preset_override_names_a_step_of_its_recipe():
     from wm.pipelines import RECIPES
 
     for recipe in RECIPES.values():
         steps = recipe.expand(3, retrain_vae=True) if recipe.iteration else recipe.steps
-        names = {step.name for step in steps} | {step.base for step in steps}
+        names = {key for step in steps for key in step.override_keys()}
         for preset, overrides in recipe.presets.items():
             unknown = set(overrides) - names
             assert not unknown, f"{recipe.name} preset {preset} overrides steps it does not have: {unknown}"

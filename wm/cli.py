@@ -168,7 +168,7 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 @click.option("--out", "out", type=click.Path(), default=None, help="Run folder [default: artifacts/PIPELINE/PRESET].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every stage.")
 @click.option("--config", "config_path", type=click.Path(), default=None, help="YAML or TOML file of {step: {key: value}} overrides.")
-@click.option("--set", "set_items", multiple=True, metavar="STEP.KEY=VALUE", help="Override one setting of one step (repeatable; STEP@k for iteration k only).")
+@click.option("--set", "set_items", multiple=True, metavar="STEP.KEY=VALUE", help="Override one setting of one step (repeatable; STEP@k for iteration k only, 'STEP@*' for every iteration).")
 @click.option("--iterations", type=int, default=0, show_default=True,
               help="Rounds of the paper's iterative procedure after the first pass: rollouts with the current controller, M (and V) retrained on all data, C retrained, evaluated.")
 @click.option("--retrain-vae", is_flag=True, help="In each iteration retrain V on all data too (default: only M and C).")

@@ -5,11 +5,12 @@ its inputs, and fixed settings), the steps of one round of the paper's iterative
 presets (per-step overrides). A step's config is
 
     the stage's own preset of the same name (if it has one) < the step's settings
-    < the recipe preset's overrides for the step's base name, then for its exact name
-    < --config FILE < --set STEP.KEY=VALUE
+    < the recipe preset's overrides for the step's base name, then BASE@* (iterations), then its exact name
+    < --config FILE < --set STEP.KEY=VALUE (in the same order)
 
 Steps of iteration k (`--iterations K`) are named `BASE@k` (`rollout@2`, `train-controller@2`) and
-write into `iterK/`; an override for `BASE` applies to every iteration, one for `BASE@k` to that one.
+write into `iterK/`; an override for `BASE` applies to the first pass and every iteration, one for
+`BASE@*` to every iteration k >= 2, and one for `BASE@k` to iteration k alone (the most specific wins).
 
 A step whose output already holds the same fingerprint is skipped by the stage itself, so a rerun
 after a crash or a change redoes only what is out of date. An output of the same stage whose
@@ -49,6 +50,10 @@ class Step:
     def base(self) -> str:
         """The step's name without its iteration suffix."""
         return self.name.split("@", 1)[0]
+
+    def override_keys(self) -> list[str]:
+        """The override names that apply to this step, least specific first: BASE, then BASE@* and BASE@k in an iteration."""
+        return [self.base] if self.name == self.base else [self.base, f"{self.base}@*", self.name]
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequen
     """Per-step (or per-base-name) overrides from a YAML/TOML file of {step: {key: value}} and --set STEP.KEY=VALUE."""
     from wm.config import load_config_file
 
-    names = {step.name for step in steps} | {step.base for step in steps}
+    names = {key for step in steps for key in step.override_keys()}
     listing = ", ".join(dict.fromkeys(step.base for step in steps))
     overrides: dict[str, dict[str, Any]] = {}
     if config_file is not None:
@@ -112,7 +117,7 @@ def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequen
         if step_name.replace("_", "-") in names:
             step_name = step_name.replace("_", "-")
         if not field_name or step_name not in names:
-            raise ConfigError(f"--set {item!r}: use STEP.KEY=VALUE with STEP one of {listing} (or STEP@k for iteration k).")
+            raise ConfigError(f"--set {item!r}: use STEP.KEY=VALUE with STEP one of {listing} (or STEP@k for iteration k, STEP@* for every iteration).")
         overrides.setdefault(step_name, {})[field_name] = ("text", text)
     return overrides
 
@@ -124,8 +129,11 @@ def step_config(recipe: Recipe, step: Step, preset: str | None, overrides: Mappi
 
     config_class = get_stage(step.stage).config_class
     chosen = recipe.presets.get(preset, {}) if preset else {}
-    values = {**step.settings, **chosen.get(step.base, {}), **(chosen.get(step.name, {}) if step.name != step.base else {})}
-    user = {**overrides.get(step.base, {}), **(overrides.get(step.name, {}) if step.name != step.base else {})}
+    values = dict(step.settings)
+    user: dict[str, Any] = {}
+    for key in step.override_keys():
+        values.update(chosen.get(key, {}))
+        user.update(overrides.get(key, {}))
     try:
         typed = {key: coerce_value(config_class, key, value, from_text=False) for key, value in values.items()}
         for key, value in user.items():  # the user's overrides win over the recipe's values
