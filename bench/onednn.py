@@ -39,10 +39,13 @@ def _rate(update, work: float, seconds: float) -> float:
     return count * work / (time.perf_counter() - start)
 
 
-def child(seconds: float) -> dict:
-    """The three rates and the VAE's first loss in this process (TF_ENABLE_ONEDNN_OPTS as the parent set it)."""
+def child(seconds: float, precision: str = "float32", loops: tuple[str, ...] = ("vae", "mdnrnn", "dream")) -> dict:
+    """The rates of `loops` and the VAE's first loss in this process (TF_ENABLE_ONEDNN_OPTS as the parent set it).
+
+    The VAE and M compute in `precision` (bench/precision.py compares float32 with mixed_bfloat16).
+    """
     from wm.models.vae import build_vae, make_train_step
-    from wm.tfsetup import keras, tensorflow
+    from wm.tfsetup import dtype_policy, keras, tensorflow
 
     sys.path.insert(0, os.path.dirname(__file__))
     from dream import generation
@@ -51,20 +54,23 @@ def child(seconds: float) -> dict:
     tf, keras = tensorflow(), keras()
     keras.utils.set_random_seed(0)
     generator = np.random.default_rng(0)
-    vae = build_vae(64)
+    with dtype_policy(precision):
+        vae = build_vae(64)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(vae.trainable_variables)
     vae_step = make_train_step(vae, optimizer, 0.5, seed=0)
     frames = tf.constant(generator.integers(0, 256, (100, 64, 64, 3), dtype=np.uint8))
     first_loss = float(vae_step(frames, tf.constant(0, tf.int64))["loss"])
     result = {"first_vae_loss": first_loss}
-    result["vae"] = _rate(lambda: vae_step(frames, tf.constant(1, tf.int64))["loss"].numpy(), 100, seconds)
-
-    mdnrnn_update = make_update(16, False)
-    result["mdnrnn"] = _rate(mdnrnn_update, 16 * 200, seconds)
-
-    dream, layout, params, candidate, keys = generation(16, 16, 200)
-    result["dream"] = _rate(lambda: dream.run_linear(layout, params, candidate, keys), 256 * 200, seconds)
+    if "vae" in loops:
+        result["vae"] = _rate(lambda: vae_step(frames, tf.constant(1, tf.int64))["loss"].numpy(), 100, seconds)
+    if "mdnrnn" in loops:
+        with dtype_policy(precision):
+            mdnrnn_update = make_update(16, False)
+        result["mdnrnn"] = _rate(mdnrnn_update, 16 * 200, seconds)
+    if "dream" in loops:
+        dream, layout, params, candidate, keys = generation(16, 16, 200)
+        result["dream"] = _rate(lambda: dream.run_linear(layout, params, candidate, keys), 256 * 200, seconds)
     return result
 
 
@@ -73,9 +79,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds per setting (medians are printed).")
     parser.add_argument("--seconds", type=float, default=8.0, help="Timing of each loop per round.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)  # of the child
+    parser.add_argument("--loops", default="vae,mdnrnn,dream", help=argparse.SUPPRESS)  # of the child
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.seconds)))
+        print(json.dumps(child(args.seconds, args.precision, tuple(args.loops.split(",")))))
         return
     runs: dict[str, list[dict]] = {"0": [], "1": []}
     for round_index in range(args.rounds):

@@ -23,6 +23,7 @@ from typing import Mapping
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ArtifactError
 from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.tfsetup import PRECISIONS
 
 STAGE_NAME = "train-mdnrnn"
 STAGE_VERSION = 2
@@ -49,6 +50,11 @@ class TrainMDNRNNConfig(StageConfig):
     grad_clip: float = option(1.0, "Gradients are clipped to [-grad_clip, grad_clip] elementwise (the paper: 1.0).")
     heldout_fraction: float = option(0.05, "Fraction of episodes held out for validation (at least one episode).")
     checkpoint_seconds: float = option(300.0, "Also checkpoint inside an epoch after this many seconds.", fingerprint=False)
+    precision: str = option(
+        "float32", "Compute precision of the updates: mixed_bfloat16 computes the LSTM in bfloat16 with float32 weights "
+        "and float32 heads (bench/precision.py); held-out metrics and the stored model stay float32.",
+        choices=PRECISIONS, fingerprint="unless-default",
+    )
 
     PRESETS = {
         "tiny": {"units": 16, "epochs": 2, "batch_size": 4, "sequence_length": 16, "done_head": True, "reward_head": True},
@@ -124,7 +130,7 @@ def run(
     from wm.data.frames import split_episodes
     from wm.data.sequences import WindowReader, WindowStream
     from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
-    from wm.training import apply_if_finite, start_or_resume, train_epochs, write_training_record
+    from wm.training import apply_if_finite, build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
 
     out = Path(out)
     with open_artifact(inputs["latents"], "latents") as latents:
@@ -150,10 +156,10 @@ def run(
 
         tf, keras = tensorflow(), keras()
         keras.utils.set_random_seed(seed)
-        model = build_mdnrnn(
+        model, evaluation_model = build_in_precision(lambda: build_mdnrnn(
             latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
             reward_head=config.reward_head, done_head=config.done_head, done_weight=config.done_weight,
-        )
+        ), config.precision)
         if inputs.get("init"):
             with open_artifact(inputs["init"], "mdnrnn") as init:
                 load_weights(init, model)  # a checkpoint of this run, if there is one, replaces them below
@@ -165,10 +171,10 @@ def run(
         batch_signature = [float_spec(3), float_spec(3), float_spec(3), float_spec(2), float_spec(2), float_spec(2), float_spec(2)]
         done_weight = float(config.done_weight)
 
-        def losses(mu, logvar, action, reward, done, valid, has_next, noise_seed):
+        def losses(network, mu, logvar, action, reward, done, valid, has_next, noise_seed):
             noise = tf.random.stateless_normal(tf.shape(mu), seed=noise_seed)
             z = mu + tf.exp(0.5 * logvar) * noise  # [batch, time + 1, latent]: a fresh sample every batch
-            heads, _ = model(z[:, :-1], action)
+            heads, _ = network(z[:, :-1], action)
             nll, nll_per_dimension = mixture_nll(z[:, 1:], heads["logits"], heads["mu"], heads["log_sigma"], has_next)
             values = {"loss": nll, "nll": nll, "nll_per_dimension": nll_per_dimension}
             if config.done_head:
@@ -182,14 +188,14 @@ def run(
         @tf.function(input_signature=batch_signature + [tf.TensorSpec((), tf.int64)], jit_compile=False)
         def train_step(mu, logvar, action, reward, done, valid, has_next, step):
             with tf.GradientTape() as tape:
-                values, _, _ = losses(mu, logvar, action, reward, done, valid, has_next, tf.stack([tf.constant(seed, tf.int64), step]))
+                values, _, _ = losses(model, mu, logvar, action, reward, done, valid, has_next, tf.stack([tf.constant(seed, tf.int64), step]))
             gradients = tape.gradient(values["loss"], model.trainable_variables)
             finite = apply_if_finite(optimizer, values["loss"], gradients, model.trainable_variables)
             return {**values, "finite": finite}
 
         @tf.function(input_signature=batch_signature, jit_compile=False)
         def evaluate_step(mu, logvar, action, reward, done, valid, has_next):
-            values, heads, z = losses(mu, logvar, action, reward, done, valid, has_next, tf.constant([seed, -1], tf.int64))
+            values, heads, z = losses(evaluation_model, mu, logvar, action, reward, done, valid, has_next, tf.constant([seed, -1], tf.int64))
             nll_sum = values["nll_per_dimension"] * tf.reduce_sum(has_next)  # [latent], summed over transitions
             delta_squares = tf.reduce_sum(tf.square(z[:, 1:] - z[:, :-1]) * has_next[..., None], axis=[0, 1])
             done_probability = tf.sigmoid(heads["done_logit"]) if config.done_head else tf.zeros_like(done)
@@ -208,6 +214,7 @@ def run(
 
         def evaluate() -> dict:
             """Whole held-out episodes from a zero state, with one fixed z sample."""
+            sync_weights(evaluation_model, model)
             nll_sum = np.zeros(latent_dim)
             delta_squares = np.zeros(latent_dim)
             transitions, steps, reward_error = 0.0, 0.0, 0.0
@@ -267,7 +274,7 @@ def run(
             f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=input_refs,
             fingerprint=fingerprint, extra=extra,
         )
-        write_training_record(f, model, state.history)
+        write_training_record(f, sync_weights(evaluation_model, model), state.history)
         f.create_dataset("initial/mu", data=initial_mu)
         f.create_dataset("initial/logvar", data=initial_logvar)
         f.create_dataset("initial/heldout", data=heldout_flag)

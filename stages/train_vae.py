@@ -18,6 +18,7 @@ from typing import Mapping, Optional
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ConfigError
 from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.tfsetup import PRECISIONS
 
 STAGE_NAME = "train-vae"
 STAGE_VERSION = 2  # 2: frames shuffled by pools of chunk groups
@@ -37,6 +38,11 @@ class TrainVAEConfig(StageConfig):
         None, "Stop each epoch after this many batches (quick checks); default: every training frame once."
     )
     samples: int = option(16, "Held-out frames stored with their reconstructions in the artifact.")
+    precision: str = option(
+        "float32", "Compute precision of the updates: mixed_bfloat16 computes in bfloat16 with float32 weights (faster "
+        "on CPUs with BF16 instructions; bench/precision.py); held-out metrics and the stored model stay float32.",
+        choices=PRECISIONS, fingerprint="unless-default",
+    )
     checkpoint_seconds: float = option(
         300.0, "Also checkpoint inside an epoch after this many seconds.", fingerprint=False
     )
@@ -75,7 +81,7 @@ def run(
     from wm.data.frames import FrameStream, episode_frame_indices, sequential_batches, split_episodes
     from wm.io.artifact import mark_as_image_stack, open_artifact, write_root_attributes, writing_artifact
     from wm.io.rollouts import check_frames
-    from wm.training import start_or_resume, train_epochs, write_training_record
+    from wm.training import build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
 
     out = Path(out)
     with open_artifact(inputs["rollouts"], "rollouts") as rollouts:
@@ -99,7 +105,7 @@ def run(
 
         tf, keras = tensorflow(), keras()
         keras.utils.set_random_seed(seed)
-        model = build_vae(config.latent_dim)
+        model, evaluation_model = build_in_precision(lambda: build_vae(config.latent_dim), config.precision)
         optimizer = keras.optimizers.Adam(config.learning_rate)
         checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
 
@@ -110,7 +116,7 @@ def run(
         @tf.function(input_signature=[frame_spec], jit_compile=False)
         def evaluate_step(frames):
             x = frames_to_input(frames)
-            reconstruction, mu, logvar, _ = model(x)  # z = mu: the deterministic reconstruction
+            reconstruction, mu, logvar, _ = evaluation_model(x)  # z = mu: the deterministic reconstruction
             return vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
 
         obs = rollouts.file["obs"]
@@ -124,6 +130,7 @@ def run(
                 yield frames, int(frames.shape[0])
 
         def evaluate() -> dict[str, float]:
+            sync_weights(evaluation_model, model)
             totals: dict[str, float] = {}
             for rows, frames in sequential_batches(obs, heldout_rows, 256):
                 for key, value in evaluate_step(frames).items():
@@ -140,7 +147,7 @@ def run(
         # Held-out originals next to their reconstructions, spread over the held-out episodes.
         sample_rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(config.samples, len(heldout_rows))).astype(int)])
         originals = obs[sample_rows]
-        reconstructions = output_to_frames(model(frames_to_input(originals))[0])
+        reconstructions = output_to_frames(sync_weights(evaluation_model, model)(frames_to_input(originals))[0])
         env_id = rollouts.attr("env_id")
 
     with writing_artifact(out) as f:
@@ -149,7 +156,7 @@ def run(
             fingerprint=fingerprint,
             extra={"latent_dim": config.latent_dim, "env_id": env_id, "rollouts_fingerprint": input_ref.fingerprint},
         )
-        write_training_record(f, model, state.history)
+        write_training_record(f, evaluation_model, state.history)
         for name, images in (
             ("original", originals),
             ("reconstruction", reconstructions),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wm.config import resolve_config
+from wm.config import option, resolve_config
 from wm.errors import ConfigError, UsageError
 from wm.stages.rollout import RolloutConfig
 
@@ -60,6 +60,16 @@ def test_wrong_type_in_file_and_unknown_preset(tmp_path):
         resolve_config(RolloutConfig, preset="huge")
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_config(RolloutConfig, config_file=tmp_path / "missing.yaml")
+
+
+def test_an_unless_default_field_enters_the_fingerprint_only_when_set():
+    from wm.stages.train_vae import TrainVAEConfig
+
+    default, mixed = TrainVAEConfig(), TrainVAEConfig(precision="mixed_bfloat16")
+    assert "precision" not in default.fingerprint_dict()  # artifacts from before the option stay up to date
+    assert mixed.fingerprint_dict() == {**default.fingerprint_dict(), "precision": "mixed_bfloat16"}
+    with pytest.raises(ValueError, match="unless-default"):
+        option(1, "x", fingerprint="sometimes")
 
 
 def test_fingerprint_fields_leave_out_execution_settings():

@@ -223,3 +223,27 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(chai
     with h5py.File(checkpoint) as f:
         assert json.loads(f.attrs["state_json"])["step"] >= 1
         assert all(np.isfinite(f["model"][name][()]).all() for name in f["model"])
+
+
+@pytest.mark.parametrize("stage, input_name, model_kind", [("train-vae", "rollouts", "vae"), ("train-mdnrnn", "latents", "mdnrnn")])
+def test_mixed_bfloat16_trains_in_bfloat16_and_stores_and_evaluates_float32(chain, tmp_path, stage, input_name, model_kind):
+    from wm.io.models import read_model
+    from wm.models.mdnrnn import build_mdnrnn
+    from wm.models.vae import build_vae
+    from wm.tfsetup import keras
+
+    out = tmp_path / f"{model_kind}.h5"
+    assert run_stage(stage, out, {input_name: chain[input_name]}, precision="mixed_bfloat16").status == "written"
+    assert keras().config.dtype_policy().name == "float32"  # the stage put the global policy back
+    with open_artifact(out, model_kind) as mixed, open_artifact(chain[model_kind], model_kind) as plain:
+        assert mixed.fingerprint != plain.fingerprint
+        assert json.loads(mixed.attr("config_json"))["precision"] == "mixed_bfloat16"
+        model = read_model(mixed, build_vae if model_kind == "vae" else build_mdnrnn)
+        assert all(weight.dtype == np.float32 and np.isfinite(weight).all() for weight in model.get_weights())
+        history, reference = (json.loads(a.attr("history_json")) for a in (mixed, plain))
+        metric = "heldout/reconstruction" if model_kind == "vae" else "heldout/nll"
+        # the same data, the same first weights: bfloat16 updates land near the float32 ones after 2 epochs
+        assert np.isfinite(history[-1][metric]) and abs(history[-1][metric] - reference[-1][metric]) < 0.1 * abs(reference[-1][metric]) + 0.5
+        if model_kind == "vae":  # the stored samples are the float32 model's reconstructions
+            reconstruction = np.round(model(mixed.file["samples/original"][:].astype(np.float32) / 255.0)[0].numpy() * 255)
+            assert np.abs(reconstruction - mixed.file["samples/reconstruction"][:]).max() <= 1

@@ -7,7 +7,9 @@ the generated CLI option. A config is resolved in this order, later wins:
 
 Unknown keys and values of the wrong type fail with one sentence (with a did-you-mean suggestion).
 Fields marked `fingerprint=False` (worker counts, backends) change how a result is computed, not
-what it is, so they are left out of the artifact fingerprint.
+what it is, so they are left out of the artifact fingerprint. Fields marked
+`fingerprint="unless-default"` enter it only when set to something other than their default: an
+option added later then leaves the artifacts written before it up to date.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def option(
     help: str,
     *,
     choices: Sequence[Any] | None = None,
-    fingerprint: bool = True,
+    fingerprint: bool | str = True,
     flag: str | None = None,
 ) -> Any:
     """Declare a config field with its default, help text, allowed values and fingerprint role.
@@ -36,6 +38,8 @@ def option(
     `flag` gives a bool field an on/off pair of command-line flags instead of `--name BOOL`, e.g.
     "--dream/--real".
     """
+    if fingerprint not in (True, False, "unless-default"):
+        raise ValueError(f"fingerprint must be True, False or 'unless-default'; got {fingerprint!r}")
     metadata = {"help": help, "choices": tuple(choices) if choices else None, "fingerprint": fingerprint, "flag": flag}
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)), metadata=metadata)
@@ -78,8 +82,19 @@ class StageConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """The fields that determine the output (those not marked fingerprint=False)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("fingerprint", True)}
+        """The fields that determine the output: all but those marked fingerprint=False, and those marked
+        "unless-default" only when they differ from their default."""
+        result = {}
+        for f in dataclasses.fields(self):
+            role, value = f.metadata.get("fingerprint", True), getattr(self, f.name)
+            if role is True or (role == "unless-default" and value != _default(f)):
+                result[f.name] = value
+        return result
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (calling its default_factory if it has one)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def field_types(config_class: type) -> dict[str, Any]:

@@ -12,8 +12,9 @@ them by default only on some x86 CPUs, and on an AMD EPYC without AVX-512 they m
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 _configured = False
 
@@ -45,3 +46,19 @@ def keras() -> Any:
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"wm needs Keras on the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}.")
     return keras
+
+
+# "mixed_bfloat16": layers compute in bfloat16 and keep float32 weights (Keras mixed precision).
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras layers created inside compute in `name` (one of PRECISIONS); the global policy is restored after."""
+    k = keras()
+    previous = k.config.dtype_policy()
+    k.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        k.config.set_dtype_policy(previous)

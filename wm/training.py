@@ -171,7 +171,7 @@ def write_training_record(f: Any, model: Any, history: list[Mapping[str, Any]]) 
         f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
     f.attrs["history_json"] = json.dumps(history)
     for key, value in history[-1].items():
-        if key != "epoch" and np.isscalar(value):
+        if key not in ("epoch", "seconds") and np.isscalar(value):
             f.attrs[f"final_{key.replace('/', '_')}"] = value
 
 
@@ -264,6 +264,7 @@ def train_epochs(
     last_save = time.monotonic()
     try:
         for epoch in range(state.epoch, epochs):
+            epoch_start = time.monotonic()
             for batch, items in batches(epoch, state.batch):
                 values = {key: np.asarray(value, dtype=np.float64) for key, value in train_step(batch, state.step).items()}
                 if not values.pop("finite"):
@@ -282,7 +283,8 @@ def train_epochs(
                 if time.monotonic() - last_save >= checkpoint_seconds:
                     checkpoint.save(state, model, optimizer)
                     last_save = time.monotonic()
-            row: dict[str, Any] = {"epoch": epoch + 1}
+            # seconds: the epoch's updates (and checkpoints) in this process, without the held-out evaluation
+            row: dict[str, Any] = {"epoch": epoch + 1, "seconds": time.monotonic() - epoch_start}
             row.update({f"train/{key}": (np.asarray(total) / max(state.count, 1)).tolist() for key, total in state.sums.items()})
             row.update({f"heldout/{key}": value for key, value in evaluate().items()})
             state.history.append(row)
@@ -301,6 +303,27 @@ def train_epochs(
     finally:
         progress.close()
     return state
+
+
+def build_in_precision(build: Callable[[], Any], precision: str) -> tuple[Any, Any]:
+    """(model to train, float32 model to evaluate and store), both from `build()`.
+
+    Under "mixed_bfloat16" the trained model computes in bfloat16 with float32 weights; the second
+    model is a float32 twin that `sync_weights` fills with its weights, so that held-out metrics and
+    the stored model are those every later stage uses. Under "float32" both are the same model.
+    """
+    from wm.tfsetup import dtype_policy
+
+    with dtype_policy(precision):
+        model = build()
+    return model, (model if precision == "float32" else build())
+
+
+def sync_weights(evaluation_model: Any, model: Any) -> Any:
+    """Copy `model`'s weights into its float32 twin (nothing if they are one model); returns the twin."""
+    if evaluation_model is not model:
+        evaluation_model.set_weights(model.get_weights())
+    return evaluation_model
 
 
 def apply_if_finite(optimizer: Any, loss: Any, gradients: list[Any], variables: list[Any]) -> Any:

@@ -44,9 +44,11 @@ class MDNRNN(keras.Model):
         # probability is sigmoid(logit - log(done_weight)) (`calibrated_done_probability`).
         self.done_weight = float(done_weight)
         self.lstm = keras.layers.LSTM(units, return_sequences=True, return_state=True, name="lstm")
-        self.mdn = keras.layers.Dense(latent_dim * 3 * num_mixtures, name="mdn")
-        self.reward = keras.layers.Dense(1, name="reward") if reward_head else None
-        self.done = keras.layers.Dense(1, name="done") if done_head else None
+        # The heads compute in float32 even under a mixed policy (wm.tfsetup.dtype_policy): the mixture's means
+        # and log-likelihood need float32's precision.
+        self.mdn = keras.layers.Dense(latent_dim * 3 * num_mixtures, name="mdn", dtype="float32")
+        self.reward = keras.layers.Dense(1, name="reward", dtype="float32") if reward_head else None
+        self.done = keras.layers.Dense(1, name="done", dtype="float32") if done_head else None
 
     def _heads(self, output: Any) -> dict[str, Any]:
         logits, mu, log_sigma = mixture.split_params(self.mdn(output), self.num_mixtures)

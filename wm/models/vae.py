@@ -49,7 +49,8 @@ class ConvVAE(keras.Model):
                 layers.Conv2D(128, 4, strides=2, activation="relu"),
                 layers.Conv2D(256, 4, strides=2, activation="relu"),
                 layers.Flatten(),
-                layers.Dense(2 * latent_dim),  # [mu, logvar]
+                # Output layers compute in float32 under a mixed policy (wm.tfsetup.dtype_policy): the loss needs it.
+                layers.Dense(2 * latent_dim, dtype="float32"),  # [mu, logvar]
             ],
             name="encoder",
         )
@@ -61,7 +62,7 @@ class ConvVAE(keras.Model):
                 layers.Conv2DTranspose(128, 5, strides=2, activation="relu"),
                 layers.Conv2DTranspose(64, 5, strides=2, activation="relu"),
                 layers.Conv2DTranspose(32, 6, strides=2, activation="relu"),
-                layers.Conv2DTranspose(3, 6, strides=2, activation="sigmoid"),
+                layers.Conv2DTranspose(3, 6, strides=2, activation="sigmoid", dtype="float32"),
             ],
             name="decoder",
         )
@@ -77,7 +78,7 @@ class ConvVAE(keras.Model):
 
     def call(self, x: Any, noise: Any = None) -> tuple[Any, Any, Any, Any]:
         mu, logvar = self.encode(x)
-        z = mu if noise is None else mu + tf.exp(0.5 * logvar) * noise
+        z = mu if noise is None else mu + tf.exp(0.5 * logvar) * tf.cast(noise, mu.dtype)  # a mixed policy casts inputs
         return self.decode(z), mu, logvar, z
 
     def get_config(self) -> dict[str, Any]:
