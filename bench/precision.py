@@ -44,13 +44,14 @@ def train(stage: str, arguments: list[str], out: Path, precision: str) -> list[d
         return json.loads(f.attrs["history_json"])
 
 
-def compare(title: str, histories: dict[str, list[dict]], work: float, unit: str, metrics: list[str]) -> None:
-    """Print the speed of each precision, the ratio, and the held-out metrics epoch by epoch."""
+def compare(title: str, histories: dict[str, list[dict]], unit: str, metrics: list[str]) -> None:
+    """Print the speed of each precision (the frames or steps of its epochs over their seconds), the ratio, and
+    the held-out metrics epoch by epoch."""
     print(f"\n{title}")
     rates = {}
     for precision, history in histories.items():
         seconds = sum(row["seconds"] for row in history)
-        rates[precision] = work / seconds
+        rates[precision] = sum(row["items"] for row in history) / seconds
         print(f"  {precision:15s} {rates[precision]:9.1f} {unit} ({seconds:.0f} s of updates over {len(history)} epochs)")
     print(f"  ratio mixed_bfloat16 / float32: {rates['mixed_bfloat16'] / rates['float32']:.2f}")
     for metric in metrics:
@@ -92,32 +93,24 @@ def main() -> None:
     parser.add_argument("--m-epochs", type=int, default=2, help="M epochs over whole episodes (batches of 16).")
     parser.add_argument("--only", choices=("speed", "vae", "mdnrnn"), help="One part only.")
     args = parser.parse_args()
+    if args.only != "speed" and not (args.out and (args.rollouts or args.only == "mdnrnn") and (args.latents or args.only == "vae")):
+        parser.error("the stage runs need --out, --rollouts (VAE) and --latents (M); --only speed needs none")
     if args.only in (None, "speed"):
         speed(args.rounds, args.seconds)
     if args.only == "speed":
         return
-    if not (args.out and (args.rollouts or args.only == "mdnrnn") and (args.latents or args.only == "vae")):
-        parser.error("the quality runs need --out, --rollouts (VAE) and --latents (M)")
     args.out.mkdir(parents=True, exist_ok=True)
 
     if args.only in (None, "vae"):
         vae_arguments = ["train-vae", "--rollouts", args.rollouts, "--preset", "doom-takecover", "--learning-rate", "0.001",
                          "--heldout-fraction", "0.01", "--epochs", str(args.vae_epochs), "--batches-per-epoch", str(args.vae_batches)]
         histories = {p: train(vae_arguments[0], vae_arguments[1:], args.out / f"vae-{p}.h5", p) for p in PRECISIONS}
-        compare("VAE update (z = 64, batches of 100 frames)", histories, args.vae_epochs * args.vae_batches * 100, "frames/s",
-                ["loss", "reconstruction", "kl"])
+        compare("VAE update (z = 64, batches of 100 frames)", histories, "frames/s", ["loss", "reconstruction", "kl"])
     if args.only in (None, "mdnrnn"):
-        import h5py
-
         m_arguments = ["train-mdnrnn", "--latents", args.latents, "--preset", "doom-takecover", "--sequence-length", "2100",
                        "--batch-size", "16", "--epochs", str(args.m_epochs)]
         histories = {p: train(m_arguments[0], m_arguments[1:], args.out / f"mdnrnn-{p}.h5", p) for p in PRECISIONS}
-        with h5py.File(args.out / "mdnrnn-float32.h5", "r") as f:
-            heldout = f["initial/heldout"][:]
-        with h5py.File(args.latents, "r") as f:
-            steps = int(f["episode/length"][:][~heldout].sum())
-        compare("MDN-RNN update (LSTM 512, death head, whole episodes, batches of 16)", histories, args.m_epochs * steps,
-                "step-samples/s", ["nll", "done_auc"])
+        compare("MDN-RNN update (LSTM 512, death head, whole episodes, batches of 16)", histories, "step-samples/s", ["nll", "done_auc"])
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_wrong_type_in_file_and_unknown_preset(tmp_path):
         resolve_config(RolloutConfig, config_file=tmp_path / "missing.yaml")
 
 
-def test_an_unless_default_field_enters_the_fingerprint_only_when_set():
+def test_an_unless_default_field_enters_the_fingerprint_only_when_it_differs_from_its_default():
     from wm.stages.train_vae import TrainVAEConfig
 
     default, mixed = TrainVAEConfig(), TrainVAEConfig(precision="mixed_bfloat16")

@@ -425,7 +425,7 @@ def test_an_override_for_every_round_sits_between_the_base_name_and_one_round():
     overrides = _step_overrides(list(steps.values()), None, sets)
     generations = [step_config(recipe, steps[name], None, overrides).generations for name in ("train-controller", "train-controller@2", "train-controller@3")]
     assert generations == [7, 5, 3]
-    with pytest.raises(ConfigError, match="STEP@\\* for every iteration"):
+    with pytest.raises(ConfigError, match="'train-controller@\\*' needs --iterations"):
         _step_overrides(list(recipe.expand(0)), None, ["train-controller@*.generations=5"])  # no rounds, no such step
 
 

@@ -120,7 +120,8 @@ def _weights(path: Path) -> list[np.ndarray]:
 
 @pytest.mark.parametrize(
     "stage, input_name, extra",
-    [("train-vae", "rollouts", ["--epochs", "3"]), ("train-mdnrnn", "latents", ["--epochs", "4"])],
+    [("train-vae", "rollouts", ["--epochs", "3"]), ("train-mdnrnn", "latents", ["--epochs", "4"]),
+     ("train-vae", "rollouts", ["--epochs", "3", "--precision", "mixed_bfloat16"])],
 )
 def test_training_resumes_after_sigkill_and_matches_an_uninterrupted_run(chain, tmp_path, stage, input_name, extra):
     args = [stage, f"--{input_name}", str(chain[input_name]), "--preset", "tiny", "--set", "checkpoint_seconds=0", *extra]

@@ -8,8 +8,9 @@ the generated CLI option. A config is resolved in this order, later wins:
 Unknown keys and values of the wrong type fail with one sentence (with a did-you-mean suggestion).
 Fields marked `fingerprint=False` (worker counts, backends) change how a result is computed, not
 what it is, so they are left out of the artifact fingerprint. Fields marked
-`fingerprint="unless-default"` enter it only when set to something other than their default: an
-option added later then leaves the artifacts written before it up to date.
+`fingerprint="unless-default"` enter it only when they differ from their default: an option added
+later then leaves the artifacts written before it up to date (so changing such a default needs the
+stage's version raised).
 """
 
 from __future__ import annotations

@@ -99,6 +99,17 @@ def _match_step(steps: Sequence[Step], name: str, what: str) -> str:
     raise UsageError(f"{what} '{name}' is not a step of this pipeline; steps: {', '.join(names)}.{hint}")
 
 
+def _rounds_hint(name: str, steps: Sequence[Step]) -> str:
+    """A hint for BASE@k or BASE@* of a known step that this run has no such round of: it needs --iterations."""
+    name = name.replace("_", "-")
+    base, at, _ = name.partition("@")
+    if not at or base not in {step.base for step in steps}:
+        return ""
+    rounds = max([int(step.name.partition("@")[2]) for step in steps if "@" in step.name] or [1])
+    have = "only the first pass" if rounds == 1 else f"rounds up to {rounds}"
+    return f"; this run has {have}, so '{name}' needs --iterations (K iterations add rounds 2 to K + 1)"
+
+
 def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per-step (or per-base-name) overrides from a YAML/TOML file of {step: {key: value}} and --set STEP.KEY=VALUE."""
     from wm.config import load_config_file
@@ -109,7 +120,8 @@ def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequen
     if config_file is not None:
         for step_name, values in load_config_file(config_file).items():
             if step_name not in names or not isinstance(values, dict):
-                raise ConfigError(f"Config file {config_file}: '{step_name}' is not a step of this pipeline with a mapping of settings (steps: {listing}).")
+                raise ConfigError(f"Config file {config_file}: '{step_name}' is not a step of this pipeline with a mapping of settings "
+                                  f"(steps: {listing}; STEP@k for iteration k, STEP@* for every iteration){_rounds_hint(step_name, steps)}.")
             overrides.setdefault(step_name, {}).update({key.replace("-", "_"): value for key, value in values.items()})
     for item in sets:
         key, text = parse_set(item)
@@ -117,7 +129,8 @@ def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequen
         if step_name.replace("_", "-") in names:
             step_name = step_name.replace("_", "-")
         if not field_name or step_name not in names:
-            raise ConfigError(f"--set {item!r}: use STEP.KEY=VALUE with STEP one of {listing} (or STEP@k for iteration k, STEP@* for every iteration).")
+            raise ConfigError(f"--set {item!r}: use STEP.KEY=VALUE with STEP one of {listing} (or STEP@k for iteration k, "
+                              f"STEP@* for every iteration){_rounds_hint(step_name, steps)}.")
         overrides.setdefault(step_name, {})[field_name] = ("text", text)
     return overrides
 

@@ -161,6 +161,10 @@ def start_or_resume(out: Path, fingerprint: str, model: Any, optimizer: Any, *, 
     return checkpoint, log_folder, state
 
 
+# Keys of a history row that describe the epoch rather than measure the model: no final_* attribute, no TensorBoard scalar.
+RECORD_KEYS = ("epoch", "seconds", "items")
+
+
 def write_training_record(f: Any, model: Any, history: list[Mapping[str, Any]]) -> None:
     """Store a trained model and its history in an open artifact: the `model` group, `history/*`
     datasets, and the root attributes `history_json` and `final_<split>_<name>` (scalars of the last epoch)."""
@@ -171,7 +175,7 @@ def write_training_record(f: Any, model: Any, history: list[Mapping[str, Any]]) 
         f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
     f.attrs["history_json"] = json.dumps(history)
     for key, value in history[-1].items():
-        if key not in ("epoch", "seconds") and np.isscalar(value):
+        if key not in RECORD_KEYS and np.isscalar(value):
             f.attrs[f"final_{key.replace('/', '_')}"] = value
 
 
@@ -193,7 +197,7 @@ class MetricsLog:
             self._writer = tf.summary.create_file_writer(str(self.folder / "tensorboard"))
         with self._writer.as_default():
             for key, value in row.items():
-                if key != "epoch" and np.isscalar(value) and np.isfinite(value):
+                if key not in RECORD_KEYS and np.isscalar(value) and np.isfinite(value):
                     tf.summary.scalar(key, value, step=step)
         self._writer.flush()
 
@@ -264,7 +268,7 @@ def train_epochs(
     last_save = time.monotonic()
     try:
         for epoch in range(state.epoch, epochs):
-            epoch_start = time.monotonic()
+            epoch_start, epoch_items = time.monotonic(), 0
             for batch, items in batches(epoch, state.batch):
                 values = {key: np.asarray(value, dtype=np.float64) for key, value in train_step(batch, state.step).items()}
                 if not values.pop("finite"):
@@ -279,12 +283,14 @@ def train_epochs(
                 state.count += 1
                 state.batch += 1
                 state.step += 1
+                epoch_items += items
                 progress.update(1, secondary=items, postfix=f"epoch {epoch + 1}/{epochs}, loss {float(values['loss']):.4g}")
                 if time.monotonic() - last_save >= checkpoint_seconds:
                     checkpoint.save(state, model, optimizer)
                     last_save = time.monotonic()
-            # seconds: the epoch's updates (and checkpoints) in this process, without the held-out evaluation
-            row: dict[str, Any] = {"epoch": epoch + 1, "seconds": time.monotonic() - epoch_start}
+            # seconds and items (frames or steps): the epoch's updates and checkpoints in this process (after a resume,
+            # only its part of the epoch), without the held-out evaluation
+            row: dict[str, Any] = {"epoch": epoch + 1, "seconds": time.monotonic() - epoch_start, "items": epoch_items}
             row.update({f"train/{key}": (np.asarray(total) / max(state.count, 1)).tolist() for key, total in state.sums.items()})
             row.update({f"heldout/{key}": value for key, value in evaluate().items()})
             state.history.append(row)
@@ -316,7 +322,10 @@ def build_in_precision(build: Callable[[], Any], precision: str) -> tuple[Any, A
 
     with dtype_policy(precision):
         model = build()
-    return model, (model if precision == "float32" else build())
+    if precision == "float32":
+        return model, model
+    with dtype_policy("float32"):
+        return model, build()
 
 
 def sync_weights(evaluation_model: Any, model: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import h5py
 
 from wm.io.artifact import ROOT_ATTRIBUTES, open_artifact
+from wm.training import RECORD_KEYS
 
 
 def _dataset_info(name: str, dataset: h5py.Dataset) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def _summary(artifact: Any) -> dict[str, Any]:
         if artifact.kind == "controller":
             summary.update(algo=artifact.attr("algo"), trained_in=artifact.attr("trained_in"))
         if history:
-            summary.update({key: value for key, value in history[-1].items() if key != "epoch" and isinstance(value, (int, float))})
+            summary.update({key: value for key, value in history[-1].items() if key not in RECORD_KEYS and isinstance(value, (int, float))})
         return summary
     if artifact.kind == "evaluation":
         return evaluation_summary(artifact)
