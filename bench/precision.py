@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+from wm.tfsetup import PRECISIONS
 
 
 def train(stage: str, arguments: list[str], out: Path, precision: str) -> list[dict]:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 
 from wm import __version__
-from wm.config import coerce_value, field_types, resolve_config, unwrap_optional
+from wm.config import coerce_value, field_default, field_types, resolve_config, unwrap_optional
 from wm.errors import WMError
 
 
@@ -51,7 +51,7 @@ def _click_type(config_class: type, field: dataclasses.Field) -> Any:
 def _default_text(field: dataclasses.Field) -> str:
     if field.default is not dataclasses.MISSING:
         return "none" if field.default is None else str(field.default)
-    return json.dumps(field.default_factory())  # type: ignore[misc]
+    return json.dumps(field_default(field))
 
 
 def _stage_command(stage: Any) -> click.Command:

@@ -88,12 +88,12 @@ class StageConfig:
         result = {}
         for f in dataclasses.fields(self):
             role, value = f.metadata.get("fingerprint", True), getattr(self, f.name)
-            if role is True or (role == "unless-default" and value != _default(f)):
+            if role is True or (role == "unless-default" and value != field_default(f)):
                 result[f.name] = value
         return result
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
     """A dataclass field's default value (calling its default_factory if it has one)."""
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
