@@ -197,7 +197,7 @@ def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs
     from wm.envs import make_env
     from wm.envs.spaces import is_image_space, space_to_json, storage_layout
     from wm.episodes import EpisodeTask, run_episode
-    from wm.io.artifact import commit, open_h5, write_root_attributes
+    from wm.io.artifact import commit, file_identity, open_h5, write_root_attributes
     from wm.io.rollouts import RolloutsReader, RolloutsWriter, partial_path
     from wm.parallel import make_executor
     from wm.policies import PolicySpec
@@ -219,6 +219,7 @@ def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs
     executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
     # A chunk cache larger than an episode: partial edge chunks are not evicted and re-read between appends.
     with executor, open_h5(partial, "a" if resume else "w", chunk_cache_bytes=WRITE_CHUNK_CACHE_BYTES) as f:
+        written = file_identity(f)
         if not resume:
             write_root_attributes(
                 f,
@@ -273,7 +274,7 @@ def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs
             progress.close()
         steps = writer.steps
         writer.finish()
-    commit(partial, out)
+    commit(partial, out, written)
     elapsed = time.monotonic() - started
     _log(f"Wrote {out}: {total} episodes, {steps} steps ({progress.secondary / max(elapsed, 1e-9):.0f} frames/s this run).")
 

@@ -32,6 +32,7 @@ import numpy as np
 from wm.config import StageConfig, config_to_json, option
 from wm.errors import ConfigError, Interrupted, OutputExistsError
 from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.training import check_finite
 
 STAGE_NAME = "train-controller"
 STAGE_VERSION = 1
@@ -487,13 +488,9 @@ def train_ppo(setting: Setting, out: Path, fingerprint: str, force: bool) -> tup
                 for begin in range(0, samples - minibatch + 1, minibatch):
                     rows = order[begin : begin + minibatch]
                     result = update(*(tf.constant(flat[name][rows]) for name in ("x", "action", "log_prob", "advantages", "targets")))
-                    if not bool(result.pop("finite")):
-                        from wm.errors import TrainingDiverged
-
-                        raise TrainingDiverged(
-                            f"{STAGE_NAME}: a PPO loss became NaN or infinite at iteration {iteration + 1}; training stopped and "
-                            f"the last good checkpoint is kept in {checkpoint.folder}."
-                        )
+                    result = {key: value.numpy() for key, value in result.items()}
+                    check_finite(result, name=STAGE_NAME, where=f"PPO iteration {iteration + 1}", checkpoint_folder=checkpoint.folder,
+                                 advice="lower the learning rate or change the seed, and start over with --force")
                     for key, value in result.items():
                         sums[key] = sums.get(key, 0.0) + float(value)
                     updates += 1

@@ -64,12 +64,13 @@ def read_all(path: Path) -> dict[str, np.ndarray]:
 def rollout(tmp_path: Path, name: str = "r.h5", seed: int = 0, force: bool = False, **settings) -> Path:
     """Run the rollout stage in-process (serial backend unless told otherwise)."""
     from wm.config import resolve_config
-    from wm.stages.rollout import RolloutConfig, run
+    from wm.stage import run_stage
+    from wm.stages.rollout import STAGE, RolloutConfig
 
     settings.setdefault("backend", "serial")
     config = resolve_config(RolloutConfig, explicit=settings)
     out = tmp_path / name
-    run(config, out=out, seed=seed, force=force)
+    run_stage(STAGE, config, out=out, seed=seed, inputs={}, force=force)
     return out
 
 
@@ -81,12 +82,13 @@ def fake_rollouts(tmp_path: Path) -> Path:
 
 def run_stage(name: str, out: Path, inputs: dict, seed: int = 0, preset: str = "tiny", **settings):
     """Run stage `name` in-process with a preset and explicit settings."""
+    from wm import stage as runner
     from wm.config import resolve_config
     from wm.stages import get_stage
 
     stage = get_stage(name)
     config = resolve_config(stage.config_class, preset=preset, explicit=settings)
-    return stage.run(config, out=out, seed=seed, inputs={k: str(v) for k, v in inputs.items()}, force=False)
+    return runner.run_stage(stage, config, out=out, seed=seed, inputs={k: str(v) for k, v in inputs.items()}, force=False)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,16 @@ def test_help_lists_every_config_field_with_its_help():
         assert option in result.stdout
 
 
+def test_run_help_lists_every_recipe_with_its_presets():
+    from wm.pipelines import RECIPES
+
+    result = run_wm("run", "--help")
+    assert result.returncode == 0
+    for recipe in RECIPES.values():
+        assert f"{recipe.name}: {' -> '.join(step.name for step in recipe.steps)}" in result.stdout
+        assert f"presets: {', '.join(recipe.presets)}" in result.stdout
+
+
 def test_inspect_human_and_json(fake_rollouts):
     human = run_wm("inspect", str(fake_rollouts))
     assert human.returncode == 0, human.stderr

@@ -77,3 +77,47 @@ def test_fingerprint_fields_leave_out_execution_settings():
     b = resolve_config(RolloutConfig, explicit={"workers": 2, "backend": "process"})
     assert a.fingerprint_dict() == b.fingerprint_dict()
     assert "workers" not in a.fingerprint_dict() and "episodes" in a.fingerprint_dict()
+
+
+def _float_options():
+    import dataclasses
+
+    from wm.config import field_types, unwrap_optional
+    from wm.stages import all_stages
+
+    for stage in all_stages():
+        types = field_types(stage.config_class)
+        for f in dataclasses.fields(stage.config_class):
+            if unwrap_optional(types[f.name])[0] is float:
+                yield stage.config_class, f.name
+
+
+def test_every_float_option_rejects_nan_and_inf(tmp_path):
+    options = list(_float_options())
+    assert len(options) >= 20
+    file = tmp_path / "c.yaml"
+    for config_class, name in options:
+        for text in ("nan", "inf", "-inf", "NaN"):
+            with pytest.raises(ConfigError, match=f"'{name}' must be a finite number"):
+                resolve_config(config_class, sets=[f"{name}={text}"])
+        file.write_text(f"{name}: .nan\n")
+        with pytest.raises(ConfigError, match="finite"):
+            resolve_config(config_class, config_file=file)
+
+
+def test_nan_on_the_command_line_is_one_sentence(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["train-controller", "--vae", "v.h5", "--mdnrnn", "m.h5", "--set", "sigma0=inf"],
+                 ["train-controller", "--vae", "v.h5", "--mdnrnn", "m.h5", "--temperature", "nan"]):
+        result = subprocess.run([sys.executable, "-m", "wm", *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and "must be a finite number" in result.stderr
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_bytes(b"episodes: 3\n# \xff\xfe\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        resolve_config(RolloutConfig, config_file=file)

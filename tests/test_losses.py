@@ -185,3 +185,20 @@ def test_a_weighted_done_head_is_calibrated_by_taking_the_log_weight_off_its_log
     assert float(logit) == pytest.approx(np.log(10 * 0.03 / 0.97), abs=1e-3)
     model = build_mdnrnn(latent_dim=2, action_dim=3, units=4, done_head=True, done_weight=10.0)
     assert float(model.calibrated_done_probability(tf.constant(float(logit)))) == pytest.approx(0.03, abs=1e-4)
+
+
+def test_the_one_guard_names_the_loss_and_only_folders_that_exist(tmp_path):
+    from wm.errors import TrainingDiverged
+    from wm.training import check_finite
+
+    values = {"loss": np.float32(1.0), "kl": np.array([0.5, 0.2]), "finite": True}
+    check_finite(values, name="s", where="step 1", checkpoint_folder=tmp_path / "none", advice="a")
+    assert "finite" not in values
+    with pytest.raises(TrainingDiverged) as caught:
+        check_finite({"loss": np.nan, "kl": np.array([0.1, np.inf]), "nll": 1.0}, name="train-x", where="epoch 2, batch 3",
+                     checkpoint_folder=tmp_path / "missing.ckpt", advice="lower it")
+    assert str(caught.value) == ("train-x: loss, kl became NaN or infinite at epoch 2, batch 3; training stopped and no checkpoint "
+                                 "had been written yet (lower it).")
+    (tmp_path / "x.ckpt").mkdir()
+    with pytest.raises(TrainingDiverged, match=r"a gradient became NaN .* kept in .*x\.ckpt"):
+        check_finite({"loss": 1.0, "finite": np.bool_(False)}, name="s", where="w", checkpoint_folder=tmp_path / "x.ckpt", advice="a")

@@ -18,6 +18,7 @@ import click
 from wm import __version__
 from wm.config import coerce_value, field_default, field_types, resolve_config, unwrap_optional
 from wm.errors import WMError
+from wm.stage import run_stage
 
 
 def _fail(error: WMError) -> None:
@@ -76,7 +77,7 @@ def _stage_command(stage: Any) -> click.Command:
             if out is None:
                 raise click.UsageError("--out is required.")
             inputs = {name: kwargs.pop(name) for name in stage.inputs}
-            stage.run(config, out=out, seed=kwargs.pop("seed"), inputs=inputs, force=kwargs.pop("force"))
+            run_stage(stage, config, out=out, seed=kwargs.pop("seed"), inputs=inputs, force=kwargs.pop("force"))
 
         _guarded(action)
 
@@ -164,7 +165,7 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 
 @cli.command("run")
 @click.argument("pipeline")
-@click.option("--preset", default=None, help="Named settings of the recipe: tiny, demo, cpu-3h and random-10k (doom-takecover) or paper.")
+@click.option("--preset", default=None, help="Named settings of the recipe (each recipe's presets are listed above).")
 @click.option("--out", "out", type=click.Path(), default=None, help="Run folder [default: artifacts/PIPELINE/PRESET].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every stage.")
 @click.option("--config", "config_path", type=click.Path(), default=None, help="YAML or TOML file of {step: {key: value}} overrides.")
@@ -177,12 +178,7 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Rerun steps even if their output is up to date, and replace files other commands wrote there.")
 def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, config_path: str | None, set_items: tuple[str, ...],
                 iterations: int, retrain_vae: bool, from_stage: str | None, to_stage: str | None, force: bool) -> None:
-    """Run a pipeline recipe's stages in order, skipping those whose output is up to date.
-
-    Recipes: doom-takecover (rollout -> train-vae -> encode -> train-mdnrnn -> fidelity -> train-controller -> evaluate ->
-    fidelity-controller), carracing (the same without the fidelity steps), doom-takecover-pretrained (train-controller in the
-    shipped world model -> evaluate -> fidelity-controller). Ends by printing each fidelity table and evaluation.
-    """
+    """Run a pipeline recipe's stages in order (see the recipes below; generated from wm.pipelines)."""
 
     def action() -> None:
         from wm.pipeline import run_pipeline
@@ -209,6 +205,19 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
     _guarded(action)
 
 
+def _recipes_help() -> str:
+    """`wm run --help`: every recipe with its steps, presets and description."""
+    from wm.pipelines import RECIPES
+
+    lines = ["Run a pipeline recipe's stages in order, skipping those whose output is up to date; ends by printing each "
+             "fidelity table and evaluation.", "", "\b", "Recipes:"]
+    for recipe in RECIPES.values():
+        lines += [f"  {recipe.name}: {' -> '.join(step.name for step in recipe.steps)}",
+                  f"      presets: {', '.join(recipe.presets)}", f"      {recipe.help}"]
+    return "\n".join(lines)
+
+
+run_command.help = _recipes_help()
 _register_stages()
 
 

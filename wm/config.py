@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -160,6 +161,8 @@ def coerce_value(config_class: type, key: str, value: Any, *, from_text: bool) -
     expected = typing.get_origin(base) or base
     if expected is int and isinstance(value, bool) or not isinstance(value, expected):
         raise ConfigError(f"{where} must be of type {_type_name(annotation)}, got {value!r}.")
+    if base is float and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}.")
     return value
 
 
@@ -176,7 +179,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"Config file {path} cannot be read ({exc.strerror or exc}).") from None
     try:
         if path.suffix == ".toml":
             import tomllib

@@ -29,6 +29,10 @@ class OutputExistsError(UsageError):
     """The output path holds something this run would overwrite."""
 
 
+class OutputLockedError(UsageError):
+    """Another run is writing the same output (it holds the output's lock)."""
+
+
 class WorkerError(WMError):
     """A parallel worker died, hung or raised; the run stopped loudly instead of hanging."""
 

@@ -174,18 +174,10 @@ def _owned_by(path: Path, stage: str) -> bool:
 
 def _run_step(stage: Any, config: Any, out: Path, seed: int, inputs: dict, *, rerun: bool, force: bool) -> Any:
     """Run one step; `rerun` runs it even when its output is up to date (the old output is kept until the new one is complete)."""
+    from wm.stage import run_stage
+
     replace_changed = force or not out.exists() or _owned_by(out, stage.name)
-    if not rerun or not out.exists():
-        return stage.run(config, out=out, seed=seed, inputs=inputs, force=replace_changed)
-    kept = out.parent / f".{out.name}.previous"
-    os.replace(out, kept)
-    try:
-        result = stage.run(config, out=out, seed=seed, inputs=inputs, force=True)
-    except BaseException:
-        os.replace(kept, out)
-        raise
-    kept.unlink()
-    return result
+    return run_stage(stage, config, out=out, seed=seed, inputs=inputs, force=replace_changed, rerun=rerun)
 
 
 def run_pipeline(
@@ -204,6 +196,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run the steps of recipe `name` (from `from_stage` to `to_stage`) into its run folder; returns the manifest."""
     from wm.io.artifact import open_artifact
+    from wm.io.lock import OutputLock
     from wm.stage import log
     from wm.stages import get_stage
 
@@ -232,39 +225,41 @@ def run_pipeline(
             raise UsageError(f"--from-stage {steps[first].name} needs the output of step {step.name}, but {path} does not exist; run the earlier steps first.")
         open_artifact(path).close()
     run_folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = run_folder / "manifest.json"
-    manifest: dict[str, Any] = {"pipeline": name, "preset": preset, "seed": seed, "iterations": iterations, "steps": {}}
-    if manifest_path.exists():  # keep the record of steps this run does not touch
-        try:
-            manifest["steps"] = {k: v for k, v in json.loads(manifest_path.read_text()).get("steps", {}).items() if k in names}
-        except (json.JSONDecodeError, OSError):
-            pass
-    for index, step in enumerate(steps[: last + 1]):
-        stage = get_stage(step.stage)
-        out_path = run_folder / step.out
-        if index < first:
-            continue
-        inputs = {input_name: _input_path(steps, run_folder, source) for input_name, source in step.inputs.items()}
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        log(f"[{index + 1}/{len(steps)}] {step.name} -> {out_path}")
-        started = time.monotonic()
-        result = _run_step(stage, configs[step.name], out_path, seed, inputs, rerun=force, force=force)
-        seconds = round(time.monotonic() - started, 2)
-        earlier = manifest["steps"].get(step.name, {})
-        if result.status == "up-to-date":  # keep what writing this very artifact took
-            written = earlier.get("written_seconds") if earlier.get("fingerprint") == result.fingerprint else None
-        else:
-            written = seconds
-        manifest["steps"][step.name] = {
-            "stage": step.stage,
-            "path": str(out_path),
-            "fingerprint": result.fingerprint,
-            "status": result.status,
-            "wall_seconds": seconds,
-            "written_seconds": written,
-        }
-        manifest["steps"] = {n: manifest["steps"][n] for n in names if n in manifest["steps"]}
-        _write_manifest(manifest_path, manifest)
+    # One `wm run` per run folder: the manifest's lock (each step also locks its own output).
+    with OutputLock(run_folder / "manifest.json", force=force):
+        manifest_path = run_folder / "manifest.json"
+        manifest: dict[str, Any] = {"pipeline": name, "preset": preset, "seed": seed, "iterations": iterations, "steps": {}}
+        if manifest_path.exists():  # keep the record of steps this run does not touch
+            try:
+                manifest["steps"] = {k: v for k, v in json.loads(manifest_path.read_text()).get("steps", {}).items() if k in names}
+            except (json.JSONDecodeError, OSError):
+                pass
+        for index, step in enumerate(steps[: last + 1]):
+            stage = get_stage(step.stage)
+            out_path = run_folder / step.out
+            if index < first:
+                continue
+            inputs = {input_name: _input_path(steps, run_folder, source) for input_name, source in step.inputs.items()}
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            log(f"[{index + 1}/{len(steps)}] {step.name} -> {out_path}")
+            started = time.monotonic()
+            result = _run_step(stage, configs[step.name], out_path, seed, inputs, rerun=force, force=force)
+            seconds = round(time.monotonic() - started, 2)
+            earlier = manifest["steps"].get(step.name, {})
+            if result.status == "up-to-date":  # keep what writing this very artifact took
+                written = earlier.get("written_seconds") if earlier.get("fingerprint") == result.fingerprint else None
+            else:
+                written = seconds
+            manifest["steps"][step.name] = {
+                "stage": step.stage,
+                "path": str(out_path),
+                "fingerprint": result.fingerprint,
+                "status": result.status,
+                "wall_seconds": seconds,
+                "written_seconds": written,
+            }
+            manifest["steps"] = {n: manifest["steps"][n] for n in names if n in manifest["steps"]}
+            _write_manifest(manifest_path, manifest)
     return manifest
 
 

@@ -54,6 +54,70 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def run_stage(
+    stage: Stage, config: Any, *, out: str | Path, seed: int, inputs: Mapping[str, Any], force: bool = False, rerun: bool = False
+) -> StageResult:
+    """Run `stage` the one way the CLI and `wm run` both use: checks, the output lock, then the stage.
+
+    `inputs` maps input names to paths (None for an optional input left out). `force` replaces an
+    output (or unfinished run) made with other settings; `rerun` also redoes an up-to-date output,
+    which is kept until the new one is complete. An output that is one of the inputs is refused,
+    and a second run on the same output stops with one sentence (`wm.io.lock`).
+    """
+    import os
+
+    from wm.errors import UsageError
+    from wm.io.artifact import ensure_writable_folder
+    from wm.io.lock import OutputLock
+
+    out = Path(out)
+    for name, path in inputs.items():
+        if path is not None and _same_file(Path(path), out):
+            raise UsageError(f"--out {out} is the --{name.replace('_', '-')} input; write the output to another file.")
+    if out.is_dir():
+        raise UsageError(f"Output path {out} is a folder; give a file name.")
+    ensure_writable_folder(out)
+    log_folder = out.parent / f"{out.stem}.logs"
+    had_logs = log_folder.exists()
+    with OutputLock(out, force=force or rerun):
+        try:
+            if not (rerun and out.exists()):
+                return stage.run(config, out=out, seed=seed, inputs=inputs, force=force)
+            kept = out.parent / f".{out.name}.previous"
+            os.replace(out, kept)
+            try:
+                result = stage.run(config, out=out, seed=seed, inputs=inputs, force=True)
+            except BaseException:
+                os.replace(kept, out)
+                raise
+            kept.unlink()
+            return result
+        except BaseException:
+            if not had_logs:
+                _remove_if_empty(log_folder)
+            raise
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True if `a` and `b` name the same file (also through links)."""
+    import os
+
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Delete a log folder a failed run created if it holds no metrics (nothing worth keeping)."""
+    import shutil
+
+    if folder.is_dir() and not (folder / "metrics.jsonl").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def prepare_output(
     stage: str, version: int, config: Any, inputs: list[Any], seed: int, out: Path, force: bool
 ) -> tuple[str, bool]:

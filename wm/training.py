@@ -271,13 +271,8 @@ def train_epochs(
             epoch_start, epoch_items = time.monotonic(), 0
             for batch, items in batches(epoch, state.batch):
                 values = {key: np.asarray(value, dtype=np.float64) for key, value in train_step(batch, state.step).items()}
-                if not values.pop("finite"):
-                    bad = [key for key, value in values.items() if not np.isfinite(value).all()] or ["a gradient"]
-                    raise TrainingDiverged(
-                        f"{name}: {', '.join(bad)} became NaN or infinite at epoch {epoch + 1}, batch {state.batch + 1}; "
-                        f"training stopped and the last good checkpoint is kept in {checkpoint.folder} "
-                        "(check the input data, or lower the learning rate and start over with --force)."
-                    )
+                check_finite(values, name=name, where=f"epoch {epoch + 1}, batch {state.batch + 1}", checkpoint_folder=checkpoint.folder,
+                             advice="check the input data, or lower the learning rate and start over with --force")
                 for key, value in values.items():  # scalars, or vectors such as a loss per latent dimension
                     state.sums[key] = (np.asarray(state.sums.get(key, 0.0)) + value).tolist()
                 state.count += 1
@@ -309,6 +304,22 @@ def train_epochs(
     finally:
         progress.close()
     return state
+
+
+def check_finite(values: dict[str, Any], *, name: str, where: str, checkpoint_folder: Path, advice: str) -> None:
+    """The one guard against non-finite training (every training loop calls it after an update).
+
+    `values` are the update's metrics, with `finite` (False when the loss or a gradient was not
+    finite, so the update was not applied) if the step reports it; `finite` is removed. Raises
+    TrainingDiverged naming the metrics that are not finite, and the checkpoint folder only if it exists.
+    """
+    finite = bool(np.all(values.pop("finite", True)))
+    bad = [key for key, value in values.items() if not np.isfinite(np.asarray(value, dtype=np.float64)).all()]
+    if finite and not bad:
+        return
+    kept = (f"the last good checkpoint is kept in {checkpoint_folder}" if Path(checkpoint_folder).is_dir()
+            else "no checkpoint had been written yet")
+    raise TrainingDiverged(f"{name}: {', '.join(bad) or 'a gradient'} became NaN or infinite at {where}; training stopped and {kept} ({advice}).")
 
 
 def build_in_precision(build: Callable[[], Any], precision: str) -> tuple[Any, Any]:

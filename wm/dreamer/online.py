@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from wm.errors import OutputExistsError, TrainingDiverged
+from wm.errors import OutputExistsError
+from wm.training import check_finite
 from wm.stage import log
 
 METRICS_EVERY_UPDATES = 100
@@ -214,12 +215,8 @@ class OnlineRun:
         tf_batch = {key: self.tf.constant(value) for key, value in batch.items()}
         metrics = self.agent.train_step(tf_batch, self.tf.constant(stream_seed(self.seed, TRAIN_STREAM, updates)))
         values = {key: float(value) for key, value in metrics.items()}
-        bad = [key for key, value in values.items() if not np.isfinite(value)]
-        if bad:
-            raise TrainingDiverged(
-                f"{', '.join(bad)} became {values[bad[0]]} at update {updates + 1}; training stopped. The last good "
-                f"checkpoint is kept in {self.checkpoint_folder}: lower the learning rates or change the seed, and run again."
-            )
+        check_finite(values, name="train-dreamer", where=f"update {updates + 1}", checkpoint_folder=self.checkpoint_folder,
+                     advice="lower the learning rates or change the seed, and run again")
         for key, value in values.items():
             self.state.metric_sums[key] = self.state.metric_sums.get(key, 0.0) + value
         self.state.metric_count += 1

@@ -141,10 +141,29 @@ def mark_as_image_stack(dataset: h5py.Dataset) -> None:
         dataset.attrs[key] = value
 
 
-def commit(temporary: Path, final: Path) -> None:
-    """Move a complete file into place atomically (after flushing it to disk)."""
+def file_identity(f: h5py.File) -> tuple[int, int]:
+    """(device, inode) of an open HDF5 file: which file this process is writing, whatever its name becomes."""
+    stat = os.fstat(f.id.get_vfd_handle())
+    return stat.st_dev, stat.st_ino
+
+
+def commit(temporary: Path, final: Path, written: tuple[int, int] | None = None) -> None:
+    """Move a complete file into place atomically (after flushing it to disk).
+
+    `written` is the (device, inode) of the file this process wrote: if `temporary` is now another
+    file, nothing is moved. An output locked by this run is not replaced if it appeared or changed
+    since the run started (`wm.io.lock.check_unchanged`).
+    """
+    from wm.io.lock import check_unchanged
+
     with open(temporary, "rb+") as handle:
+        stat = os.fstat(handle.fileno())
+        if written is not None and (stat.st_dev, stat.st_ino) != tuple(written):
+            raise OutputExistsError(
+                f"{temporary} is no longer the file this run wrote (another program replaced it); nothing was moved to {final}."
+            )
         os.fsync(handle.fileno())
+    check_unchanged(Path(final))
     os.replace(temporary, final)
 
 
@@ -155,13 +174,25 @@ def writing_artifact(out: Path) -> Iterator[h5py.File]:
     On any error or interruption the temporary file is deleted, and `out` is left as it was.
     """
     temporary = Path(out).parent / f".{Path(out).name}.tmp"
+    written = None
     try:
         with open_h5(temporary, "w") as f:
+            written = file_identity(f)
             yield f
-        commit(temporary, Path(out))
+        commit(temporary, Path(out), written)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove_if_ours(temporary, written)
         raise
+
+
+def _remove_if_ours(path: Path, written: tuple[int, int] | None) -> None:
+    """Delete `path` if it is the file this process wrote (`written`: its device and inode)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return
+    if written is None or (stat.st_dev, stat.st_ino) == tuple(written):
+        path.unlink(missing_ok=True)
 
 
 def ensure_writable_folder(out: Path) -> None:
