@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,19 @@ def test_bad_files_given_to_inspect_and_export(tmp_path, fake_rollouts, case):
         assert message in error_line(result)
     if before is not None:
         assert path.read_bytes() == before
+
+
+# A TensorFlow start-up log line: absl's preamble, a C++ log line (`I0000 00:00:1796... port.cc:153] ...`) or the CUDA probe.
+TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.-]+:\d+\]"
+                         r"|To enable the following instructions:)|oneDNN custom operations|cuda drivers|cuInit")
+
+
+def test_a_tensorflow_stage_prints_no_tensorflow_log_lines(chain, tmp_path):
+    args = ("encode", "--rollouts", str(chain["rollouts"]), "--vae", str(chain["vae"]), "--out", str(tmp_path / "l.h5"))
+    quiet = run_wm(*args)
+    assert quiet.returncode == 0, quiet.stderr
+    noise = [line for line in (quiet.stdout + quiet.stderr).splitlines() if TF_LOG_LINE.search(line)]
+    assert noise == [], noise
+    assert "Wrote" in quiet.stderr
+    loud = run_wm("--verbose", *args[:-1], str(tmp_path / "l2.h5"))
+    assert loud.returncode == 0 and any(TF_LOG_LINE.search(line) for line in loud.stderr.splitlines()), "--verbose shows them"

@@ -35,11 +35,16 @@ def _guarded(action: Callable[[], Any]) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="wm")
-def cli() -> None:
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines too (the same as WM_TF_LOG=1).")
+def cli(verbose: bool) -> None:
     """wm: learned world models (World Models, Dreamer, PlaNet) reproduced end to end.
 
     Each stage reads and writes self-describing HDF5 artifacts; `wm inspect FILE` shows one.
     """
+    if verbose:
+        import os
+
+        os.environ["WM_TF_LOG"] = "1"  # read by wm.tfsetup, here and in worker processes
 
 
 def _click_type(config_class: type, field: dataclasses.Field) -> Any:
