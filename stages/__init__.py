@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from wm.stage import Stage
+from wm.runner import Stage
 
 STAGE_MODULES = ("rollout", "train_vae", "encode", "train_mdnrnn", "train_controller", "evaluate", "fidelity", "dream", "train_dreamer")
 

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from wm.config import StageConfig, config_to_json, option
-from wm.errors import ArtifactError, ConfigError, OutputExistsError
+from wm.config import StageConfig, option
+from wm.errors import ArtifactError, ConfigError
 from wm.policies import RANDOM_POLICIES
-from wm.stage import Stage, StageResult, log
+from wm.progress import log
+from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "dream"
 STAGE_VERSION = 2
@@ -93,106 +94,116 @@ def check_rollouts_fit(rollouts, mdnrnn) -> None:
         )
 
 
-def run(
-    config: DreamConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, Optional[str | Path]],
-    force: bool = False,
-) -> StageResult:
-    """Write the dream (or, with inputs['compare'], the comparison) of the VAE + MDN-RNN pair to `out`."""
+def prepare(config: DreamConfig, inputs: Mapping[str, Any]) -> DreamConfig:
+    """A Dreamer agent, or a V + M pair (with a compared recording or a controller that fit them); the compared episode by default."""
+    from wm.errors import UsageError
+
+    if inputs["dreamer"] is not None:
+        import json
+
+        if not json.loads(inputs["dreamer"].attr("agent_shape_json"))["image"]:
+            raise ArtifactError(f"{inputs['dreamer'].path} observes vectors, not images; there is nothing to decode into a picture.")
+        return config
+    vae, mdnrnn, compare, controller = inputs["vae"], inputs["mdnrnn"], inputs["compare"], inputs["controller"]
+    if vae is None or mdnrnn is None:
+        raise UsageError("Give --vae and --mdnrnn (World Models), or --dreamer (a Dreamer agent).")
+    from wm.dream.world import check_pair
+
+    check_pair(vae, mdnrnn)
+    if compare is not None:
+        check_rollouts_fit(compare, mdnrnn)
+    if controller is not None:
+        from wm.controllers import check_controller_fits
+
+        check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn)
+    if config.episode is None and compare is not None:
+        heldout = mdnrnn.file["initial/heldout"][:]
+        config = dataclasses.replace(config, episode=int(heldout.argmax()) if heldout.any() else 0)
+    return config
+
+
+def compute(config: DreamConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Write the dream (or, with --compare, the comparison) of the V + M pair, or the Dreamer agent's view, to the GIF/MP4."""
+    from wm.media import check_media_path
+
+    check_media_path(output.path)
+    if inputs["dreamer"] is not None:
+        _dreamer_video(config, output.path, seed, inputs)
+        return
+    from wm.io.models import read_model
+    from wm.media import upscale, write_video
+    from wm.models.mdnrnn import build_mdnrnn
+    from wm.models.vae import build_vae
+
+    mdn_artifact, controller_artifact = inputs["mdnrnn"], inputs["controller"]
+    vae, mdnrnn = read_model(inputs["vae"], build_vae), read_model(mdn_artifact, build_mdnrnn)
+    controller = trained_rules = None  # (layout, actor) of the controller acting in the dream, and its training rules
+    if controller_artifact is not None:
+        from wm.controllers import actor_of, dream_rules_of, layout_of
+
+        controller, trained_rules = (layout_of(controller_artifact), actor_of(controller_artifact)), dream_rules_of(controller_artifact)
+    if inputs["compare"] is None:
+        frames, length, rules = _dream(config, seed, mdn_artifact, mdnrnn, controller, trained_rules)
+        video = upscale(_decode(vae, frames[: config.steps]), config.scale)
+        start = f"episode {config.episode}'s first frame" if config.episode is not None else "the first frame its key picked"
+        ending = "ended by the model" if length < rules.max_steps else f"cut at the step cap {rules.max_steps}"
+        what = (f"dream {config.dream_index} of seed {seed}: {length} steps ({ending}, return {frames_return(length, rules)}) from {start}, "
+                f"{'the controller' if controller is not None else 'the ' + config.policy + ' policy'} acting under {rules}"
+                + (f"; the first {config.steps} frames shown" if length > config.steps else ""))
+    else:
+        video, what = _compare(config, seed, inputs["compare"], mdn_artifact, vae, mdnrnn, trained_rules)
+    write_video(video, output.path, config.fps)
+    log(f"Wrote {output.path}: {what}.")
+
+
+def _decode(vae: Any, z: Any) -> Any:
+    """Frames [T, 64, 64, 3] uint8 of latents [T, latent], decoded by the VAE in blocks."""
     import numpy as np
 
-    from wm.io.artifact import open_artifact
-    from wm.io.models import read_model
-    from wm.media import check_media_path, labelled_columns, upscale, write_video
+    from wm.models.vae import output_to_frames
+    from wm.tfsetup import tensorflow
 
-    out = Path(out)
-    check_media_path(out)
-    compare = inputs.get("compare")
-    if inputs.get("dreamer") is not None:
-        return _dreamer_video(config, out, seed, inputs, force)
-    if inputs.get("vae") is None or inputs.get("mdnrnn") is None:
-        from wm.errors import UsageError
+    tf = tensorflow()
+    images = [vae.decode(tf.constant(z[i : i + 256])).numpy() for i in range(0, len(z), 256)]
+    return output_to_frames(np.concatenate(images))
 
-        raise UsageError("Give --vae and --mdnrnn (World Models), or --dreamer (a Dreamer agent).")
-    with open_artifact(inputs["vae"], "vae") as vae_artifact, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdn_artifact:
-        from wm.dream.world import check_pair
 
-        check_pair(vae_artifact, mdn_artifact)
-        if compare is not None:
-            with open_artifact(compare, "rollouts") as rollouts:
-                check_rollouts_fit(rollouts, mdn_artifact)
-        controller = None  # (layout, actor) of the controller acting in the dream
-        trained_rules = None
-        if inputs.get("controller"):
-            from wm.controllers import actor_of, check_controller_fits, dream_rules_of, layout_of
+def _compare(config: DreamConfig, seed: int, rollouts: Any, mdn_artifact: Any, vae: Any, mdnrnn: Any, trained_rules: Any) -> tuple[Any, str]:
+    """Real | VAE | MDN-RNN one-step prediction | the dream of the same actions from the same first frame, and its description."""
+    import numpy as np
 
-            with open_artifact(inputs["controller"], "controller") as artifact:
-                check_controller_fits(artifact, vae=vae_artifact, mdnrnn=mdn_artifact)
-                controller = (layout_of(artifact), actor_of(artifact))
-                trained_rules = dream_rules_of(artifact)
-        if out.exists() and not force:
-            raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
-        if config.episode is None and compare is not None:
-            heldout = mdn_artifact.file["initial/heldout"][:]
-            config = dataclasses.replace(config, episode=int(heldout.argmax()) if heldout.any() else 0)
-        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        from wm import mixture
-        from wm.data.sequences import encode_actions
-        from wm.dream.batched import Dream
-        from wm.models.mdnrnn import build_mdnrnn
-        from wm.models.vae import build_vae, frames_to_input, output_to_frames
-        from wm.tfsetup import tensorflow
+    from wm import mixture
+    from wm.data.sequences import encode_actions
+    from wm.dream.batched import Dream
+    from wm.io.rollouts import RolloutsReader
+    from wm.media import labelled_columns
+    from wm.models.vae import frames_to_input
+    from wm.tfsetup import tensorflow
 
-        tf = tensorflow()
-        vae = read_model(vae_artifact, build_vae)
-        mdnrnn = read_model(mdn_artifact, build_mdnrnn)
-        action_dim, discrete = int(mdn_artifact.attr("action_dim")), bool(mdn_artifact.attr("discrete_actions"))
-        temperature = tf.constant(config.temperature if config.temperature is not None else 1.0, tf.float32)
-
-        def decode(z: np.ndarray) -> np.ndarray:
-            images = [vae.decode(tf.constant(z[i : i + 256])).numpy() for i in range(0, len(z), 256)]
-            return output_to_frames(np.concatenate(images))
-
-        if compare is None:
-            frames, length, rules = _dream(config, seed, mdn_artifact, mdnrnn, controller, trained_rules)
-            video = upscale(decode(frames[: config.steps]), config.scale)
-            start = f"episode {config.episode}'s first frame" if config.episode is not None else "the first frame its key picked"
-            ending = "ended by the model" if length < rules.max_steps else f"cut at the step cap {rules.max_steps}"
-            what = (f"dream {config.dream_index} of seed {seed}: {length} steps ({ending}, return {frames_return(length, rules)}) from {start}, "
-                    f"{'the controller' if controller is not None else 'the ' + config.policy + ' policy'} acting under {rules}"
-                    + (f"; the first {config.steps} frames shown" if length > config.steps else ""))
-        else:
-            with open_artifact(compare, "rollouts") as rollouts:
-                from wm.io.rollouts import RolloutsReader
-
-                reader = RolloutsReader(rollouts)
-                if config.episode >= reader.num_episodes:
-                    raise ConfigError(f"'episode' is {config.episode}, but {rollouts.path} has {reader.num_episodes} episodes.")
-                episode = reader.episode(config.episode)
-            steps = min(config.steps, episode.length)
-            real = episode.obs[:steps]
-            mu, logvar = vae.encode(frames_to_input(real))
-            actions = encode_actions(episode.action[:steps], action_dim, discrete)
-            heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
-            predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))
-            gray = np.full((1, 64, 64, 3), 128, np.uint8)
-            prediction_frames = np.concatenate([gray, decode(predicted.numpy()[:-1])])
-            # The dream of the same actions from the same first frame, under the dream's rules, until it ends.
-            rules = dataclasses.replace(_view_rules(config, mdn_artifact, mdnrnn, trained_rules), max_steps=steps)
-            dream_latents, dream_length = _run_dream(Dream(mdnrnn, mu.numpy()[:1], logvar.numpy()[:1], rules), seed, config.dream_index,
-                                                     None, lambda z, h, c, slots, t: tf.gather(tf.constant(actions[None])[:, t], slots))
-            dream_frames = np.concatenate([decode(dream_latents), np.repeat(gray, steps - dream_length, axis=0)])
-            video = labelled_columns([real, decode(mu.numpy()), prediction_frames, dream_frames],
-                                     ["real", "VAE", "MDN-RNN", "dream"], config.scale)
-            died = (f"it ended after {dream_length} steps" if dream_length < steps else f"it was still going at step {steps}")
-            what = (f"{steps} steps of episode {config.episode} of {compare} (it lasted {episode.length}): real | VAE reconstruction | "
-                    f"MDN-RNN one-step prediction | the dream of the same actions from the same first frame under {rules} ({died})")
-    write_video(video, out, config.fps)
-    log(f"Wrote {out}: {what}.")
-    return StageResult(out, "", "written")
+    tf = tensorflow()
+    action_dim, discrete = int(mdn_artifact.attr("action_dim")), bool(mdn_artifact.attr("discrete_actions"))
+    temperature = tf.constant(config.temperature if config.temperature is not None else 1.0, tf.float32)
+    reader = RolloutsReader(rollouts)
+    if config.episode >= reader.num_episodes:
+        raise ConfigError(f"'episode' is {config.episode}, but {rollouts.path} has {reader.num_episodes} episodes.")
+    episode = reader.episode(config.episode)
+    steps = min(config.steps, episode.length)
+    real = episode.obs[:steps]
+    mu, logvar = vae.encode(frames_to_input(real))
+    actions = encode_actions(episode.action[:steps], action_dim, discrete)
+    heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
+    predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))
+    gray = np.full((1, 64, 64, 3), 128, np.uint8)
+    prediction_frames = np.concatenate([gray, _decode(vae, predicted.numpy()[:-1])])
+    # The dream of the same actions from the same first frame, under the dream's rules, until it ends.
+    rules = dataclasses.replace(_view_rules(config, mdn_artifact, mdnrnn, trained_rules), max_steps=steps)
+    dream_latents, dream_length = _run_dream(Dream(mdnrnn, mu.numpy()[:1], logvar.numpy()[:1], rules), seed, config.dream_index,
+                                             None, lambda z, h, c, slots, t: tf.gather(tf.constant(actions[None])[:, t], slots))
+    dream_frames = np.concatenate([_decode(vae, dream_latents), np.repeat(gray, steps - dream_length, axis=0)])
+    video = labelled_columns([real, _decode(vae, mu.numpy()), prediction_frames, dream_frames], ["real", "VAE", "MDN-RNN", "dream"], config.scale)
+    died = f"it ended after {dream_length} steps" if dream_length < steps else f"it was still going at step {steps}"
+    return video, (f"{steps} steps of episode {config.episode} of {rollouts.path} (it lasted {episode.length}): real | VAE reconstruction | "
+                   f"MDN-RNN one-step prediction | the dream of the same actions from the same first frame under {rules} ({died})")
 
 
 def view_keys(seed: int, indices: list[int]) -> Any:
@@ -270,10 +281,8 @@ def _run_dream(dream: Any, seed: int, index: int, episode: Any, act: Any) -> tup
     return np.asarray(latents.numpy()[:length, 0]), length
 
 
-def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[str, Optional[str | Path]], force: bool) -> StageResult:
+def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[str, Any]) -> None:
     """Real frames | posterior reconstruction, then open-loop imagination of the same actions, for one recorded episode."""
-    import json
-
     import numpy as np
 
     from wm.dreamer.agent import agent_from_artifact
@@ -284,14 +293,10 @@ def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[st
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
-    with open_artifact(inputs["dreamer"], "dreamer") as artifact:
-        if not json.loads(artifact.attr("agent_shape_json"))["image"]:
-            raise ArtifactError(f"{artifact.path} observes vectors, not images; there is nothing to decode into a picture.")
-        agent = agent_from_artifact(artifact)
-        env_id = artifact.attr("env_id")
-        recorded = inputs.get("compare") or artifact.path.parent / str(artifact.attr("replay_path"))
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; pass --force to replace it or choose another --out.")
+    artifact = inputs["dreamer"]
+    agent = agent_from_artifact(artifact)
+    env_id = artifact.attr("env_id")
+    recorded = inputs["compare"].path if inputs["compare"] is not None else artifact.path.parent / str(artifact.attr("replay_path"))
     with open_artifact(recorded, ("rollouts", "replay")) as rollouts:
         if rollouts.attr("env_id") != env_id:
             raise ArtifactError(f"{rollouts.path} was recorded in {rollouts.attr('env_id')}, but the agent acts in {env_id}.")
@@ -303,7 +308,6 @@ def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[st
         from wm.envs.spaces import space_from_json
 
         space = space_from_json(rollouts.attr("action_space_json"))
-    log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
     shape = agent.shape
     steps = min(config.steps, episode.length)
     context = min(config.context, steps)
@@ -324,24 +328,26 @@ def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[st
     write_video(video, out, config.fps)
     log(f"Wrote {out}: {steps} steps of episode {index} of {recorded}: real | the RSSM's reconstruction of the first "
         f"{context} frames, then its open-loop imagination of the same actions.")
-    return StageResult(out, "", "written")
 
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=DreamConfig,
     output_kind="media",
     version=STAGE_VERSION,
     help="Write a GIF/MP4 of what the VAE + MDN-RNN (or a Dreamer agent's RSSM) imagine, or real vs reconstructed vs predicted.",
-    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "compare": "rollouts", "controller": "controller", "dreamer": "dreamer"},
-    optional_inputs=("vae", "mdnrnn", "compare", "controller", "dreamer"),
-    input_help={
-        "vae": "VAE artifact (World Models; required unless --dreamer).",
-        "mdnrnn": "MDN-RNN artifact trained on that VAE's latents (required unless --dreamer).",
-        "dreamer": "Dreamer agent artifact: show a recorded episode next to what its RSSM reconstructs and imagines.",
-        "compare": "Rollouts artifact to show instead of a dream: real | VAE reconstruction | MDN-RNN prediction.",
-        "controller": "Controller artifact that acts in the dream (it must have been trained with this VAE and MDN-RNN).",
+    inputs={
+        "vae": Input("vae", "VAE artifact (World Models; required unless --dreamer).", optional=True),
+        "mdnrnn": Input("mdnrnn", "MDN-RNN artifact trained on that VAE's latents (required unless --dreamer).", optional=True),
+        "compare": Input(("rollouts", "replay"), "Rollouts artifact to show instead of a dream: real | VAE reconstruction | MDN-RNN "
+                                                 "prediction (with --dreamer: the recorded episode to show).", optional=True),
+        "controller": Input("controller", "Controller artifact that acts in the dream (it must have been trained with this VAE and MDN-RNN).",
+                            optional=True),
+        "dreamer": Input("dreamer", "Dreamer agent artifact: show a recorded episode next to what its RSSM reconstructs and imagines.",
+                         optional=True),
     },
     default_out=default_out,
+    prepare=prepare,
+    artifact=False,
 )

@@ -20,9 +20,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from wm.config import StageConfig, config_to_json, option
+from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted
-from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.progress import log, plural
+from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "evaluate"
 STAGE_VERSION = 1
@@ -86,54 +87,68 @@ def evaluation_seeds(seed: int, episodes: int, avoid: set[int], purpose: int = R
     return run_seed, indices
 
 
-def run(
-    config: EvaluateConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, str | Path],
-    force: bool = False,
-) -> StageResult:
-    """Score `inputs['controller']` (or `inputs['dreamer']`) over real episodes (and dreams) and write the `evaluation` artifact `out`."""
-    from wm.controllers import dream_rules_of, layout_of
+def prepare(config: EvaluateConfig, inputs: Mapping[str, Any]) -> EvaluateConfig:
+    """Exactly one agent (a controller or a Dreamer agent); the step cap of its environment by default."""
     from wm.envs import default_max_steps
     from wm.errors import UsageError
-    from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
 
-    out = Path(out)
-    given = [name for name in ("controller", "dreamer") if inputs.get(name) is not None]
+    given = [name for name in ("controller", "dreamer") if inputs[name] is not None]
     if len(given) != 1:
         raise UsageError("Give exactly one of --controller C.h5 and --dreamer D.h5.")
-    kind = given[0]
-    controller_path = str(inputs[kind])
-    rules = layout = None
-    with open_artifact(controller_path, kind) as controller:
-        env_id = controller.attr("env_id")
-        ref = controller.input_ref(kind)
-        avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
-        if kind == "controller":
-            rules = dream_rules_of(controller)
-            layout = layout_of(controller)
-            algo = controller.attr("algo")
-        else:
-            algo = "dreamer" if config.planner == "actor" else "planet-cem"
     if config.max_steps is None:
-        config = dataclasses.replace(config, max_steps=default_max_steps(env_id))
-    fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [ref], seed, out, force)
-    if up_to_date:
-        if config.video:
-            with open_artifact(out, "evaluation") as evaluation:
-                _write_video(config, kind, controller_path, env_id, evaluation.attr("run_seed"), evaluation.file["episode/index"][:],
-                             evaluation.file["episode/return"][:])
-        return StageResult(out, fingerprint, "up-to-date")
-    log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-    run_seed, indices = evaluation_seeds(seed, config.episodes, avoid)
+        config = dataclasses.replace(config, max_steps=default_max_steps(inputs[given[0]].attr("env_id")))
+    return config
 
+
+def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Score the agent over real episodes with fresh seeds (and in its dream); write the `evaluation` artifact."""
+    from wm.controllers import dream_rules_of, layout_of
+
+    kind = "controller" if inputs["controller"] is not None else "dreamer"
+    agent = inputs[kind]
+    env_id = agent.attr("env_id")
+    avoid = {int(s) for s in agent.file["training_env_seeds"][:]}
+    run_seed, indices = evaluation_seeds(seed, config.episodes, avoid)
+    returns, lengths, env_seeds, action_counts = _real_episodes(config, kind, str(agent.path), env_id, run_seed, indices)
+    overlap = set(env_seeds) & avoid
+    assert not overlap, f"evaluation seeds {sorted(overlap)} were used in training"  # evaluation_seeds excludes them
+
+    rules = dream_rules_of(agent) if kind == "controller" else None
+    dream_returns = dream_lengths = np.zeros(0)
+    temperature = config.temperature if config.temperature is not None else (rules.temperature if rules else None)
+    if config.dream_episodes and rules is not None:
+        dream_returns, dream_lengths = _dream_scores(agent, layout_of(agent), rules, temperature, config, seed)
+    algo = agent.attr("algo") if kind == "controller" else "dreamer" if config.planner == "actor" else "planet-cem"
+    nan = float("nan")
+    with output.artifact(
+        env_id=env_id, algo=algo, controller_fingerprint=agent.fingerprint, run_seed=run_seed,
+        mean_return=float(returns.mean()), std_return=float(returns.std()),
+        dream_mean_return=float(dream_returns.mean()) if len(dream_returns) else nan,
+        dream_std_return=float(dream_returns.std()) if len(dream_returns) else nan,
+        dream_temperature=float(temperature) if temperature is not None else nan,
+    ) as f:
+        f.create_dataset("episode/return", data=returns)
+        f.create_dataset("episode/length", data=lengths)
+        f.create_dataset("episode/seed", data=np.asarray(env_seeds, np.uint32))
+        f.create_dataset("episode/index", data=np.asarray(indices, np.int64))
+        if all(counts is not None for counts in action_counts):
+            width = max(len(counts) for counts in action_counts)
+            f.create_dataset("episode/action_counts", data=np.asarray([np.pad(c, (0, width - len(c))) for c in action_counts], np.int64))
+        f.create_dataset("dream/return", data=np.asarray(dream_returns, np.float64))
+        f.create_dataset("dream/length", data=np.asarray(dream_lengths, np.int64))
+    from wm.io.inspect import evaluation_sentence
+
+    print(evaluation_sentence(output.path), flush=True)
+    log(f"Wrote {output.path}.")
+
+
+def _real_episodes(config: EvaluateConfig, kind: str, path: str, env_id: str, run_seed: int, indices: list[int]) -> tuple:
+    """(returns, lengths, env seeds, action counts) of the real episodes `indices`, played in parallel."""
     from wm.episodes import EpisodeTask, run_episode
     from wm.parallel import make_executor
     from wm.progress import Progress
 
-    spec = _policy_spec(config, kind, controller_path)
+    spec = _policy_spec(config, kind, path)
     tasks = [EpisodeTask(env_id, int(config.max_steps), spec, run_seed, index, dict(config.env_kwargs), record_frames=False) for index in indices]
     returns, lengths, env_seeds, action_counts = [], [], [], []
     progress = Progress(len(tasks), description=f"evaluate {env_id}", unit="ep", secondary_unit="frames")
@@ -150,42 +165,19 @@ def run(
         raise Interrupted(f"Interrupted after {plural(len(returns), 'episode')}; nothing was written.") from None
     finally:
         progress.close()
-    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths, np.int64)
-    overlap = set(env_seeds) & avoid
-    assert not overlap, f"evaluation seeds {sorted(overlap)} were used in training"  # evaluation_seeds excludes them
+    return np.asarray(returns, np.float64), np.asarray(lengths, np.int64), env_seeds, action_counts
 
-    dream_returns = dream_lengths = np.zeros(0)
-    temperature = config.temperature if config.temperature is not None else (rules.temperature if rules else None)
-    if config.dream_episodes and rules is not None:
-        dream_returns, dream_lengths = _dream_scores(controller_path, layout, rules, temperature, config, seed)
 
-    with writing_artifact(out) as f:
-        write_root_attributes(
-            f, kind="evaluation", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[ref], fingerprint=fingerprint,
-            extra={
-                "env_id": env_id, "algo": algo, "controller_fingerprint": ref.fingerprint, "run_seed": run_seed,
-                "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-                "dream_mean_return": float(dream_returns.mean()) if len(dream_returns) else float("nan"),
-                "dream_std_return": float(dream_returns.std()) if len(dream_returns) else float("nan"),
-                "dream_temperature": float(temperature) if temperature is not None else float("nan"),
-            },
-        )
-        f.create_dataset("episode/return", data=returns)
-        f.create_dataset("episode/length", data=lengths)
-        f.create_dataset("episode/seed", data=np.asarray(env_seeds, np.uint32))
-        f.create_dataset("episode/index", data=np.asarray(indices, np.int64))
-        if all(counts is not None for counts in action_counts):
-            width = max(len(counts) for counts in action_counts)
-            f.create_dataset("episode/action_counts", data=np.asarray([np.pad(c, (0, width - len(c))) for c in action_counts], np.int64))
-        f.create_dataset("dream/return", data=np.asarray(dream_returns, np.float64))
-        f.create_dataset("dream/length", data=np.asarray(dream_lengths, np.int64))
-    from wm.io.inspect import evaluation_sentence
+def side_outputs(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """--video: the best and the worst episode of the evaluation, replayed from their seeds."""
+    if not config.video:
+        return
+    from wm.io.artifact import open_artifact
 
-    print(evaluation_sentence(out), flush=True)
-    log(f"Wrote {out}.")
-    if config.video:
-        _write_video(config, kind, controller_path, env_id, run_seed, np.asarray(indices), returns)
-    return StageResult(out, fingerprint, "written")
+    kind = "controller" if inputs["controller"] is not None else "dreamer"
+    with open_artifact(output.path, "evaluation") as evaluation:
+        run_seed, indices, returns = evaluation.attr("run_seed"), evaluation.file["episode/index"][:], evaluation.file["episode/return"][:]
+    _write_video(config, kind, str(inputs[kind].path), inputs[kind].attr("env_id"), run_seed, indices, returns)
 
 
 def _action_counts(actions: np.ndarray) -> np.ndarray | None:
@@ -207,17 +199,15 @@ def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:
     return PolicySpec("controller", {"controller": path, "params": config.params, "z_mode": config.z_mode})
 
 
-def _dream_scores(controller_path: str, layout: Any, rules: Any, temperature: float, config: EvaluateConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _dream_scores(controller: Any, layout: Any, rules: Any, temperature: float, config: EvaluateConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The controller's returns in the dream of the world model it carries."""
     from wm.controllers import actor_of, dream_with_actor
     from wm.dream.batched import Dream
     from wm.dream.world import world_model_of
-    from wm.io.artifact import open_artifact
     from wm.rng import keys_from_seeds
 
-    with open_artifact(controller_path, "controller") as controller:
-        world = world_model_of(controller, with_vae=False)
-        actor = actor_of(controller, config.params)
+    world = world_model_of(controller, with_vae=False)
+    actor = actor_of(controller, config.params)
     rules = dataclasses.replace(rules, temperature=float(temperature), max_steps=int(config.max_steps))
     run_dreams = dream_with_actor(Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules), layout, actor)
     return run_dreams(keys_from_seeds(seed, [(DREAM_EVALUATION, i) for i in range(config.dream_episodes)]))
@@ -244,13 +234,16 @@ def _write_video(config: EvaluateConfig, kind: str, controller_path: str, env_id
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=EvaluateConfig,
     output_kind="evaluation",
     version=STAGE_VERSION,
     help="Score a trained controller or Dreamer agent in the real environment with fresh seeds (and in its dream), the paper's way.",
-    inputs={"controller": "controller", "dreamer": "dreamer"},
-    optional_inputs=("controller", "dreamer"),
-    input_help={"controller": "A controller artifact (wm train-controller).", "dreamer": "A Dreamer agent (wm train-dreamer), instead of --controller."},
+    inputs={
+        "controller": Input("controller", "A controller artifact (wm train-controller).", optional=True),
+        "dreamer": Input("dreamer", "A Dreamer agent (wm train-dreamer), instead of --controller.", optional=True),
+    },
     default_out=default_out,
+    prepare=prepare,
+    side_outputs=side_outputs,
 )

@@ -24,14 +24,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from wm.config import StageConfig, config_to_json, option
+from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted, UsageError
-from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.progress import log, plural
+from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "fidelity"
 STAGE_VERSION = 1
@@ -106,115 +106,93 @@ class PolicyPlan:
     record_frames: bool  # its real episodes feed the open-loop evaluation
 
 
-def run(
-    config: FidelityConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, Optional[str | Path]],
-    force: bool = False,
-) -> StageResult:
-    """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write `out`."""
-    from wm.dream.rules import dream_rules, rule_options
+def prepare(config: FidelityConfig, inputs: Mapping[str, Any]) -> FidelityConfig:
+    """A V + M pair or a controller (or both, fitting each other); the dream rules the controller was trained under by default."""
+    from wm.controllers import check_controller_fits
+    from wm.dream.rules import rule_options
+    from wm.dream.world import check_pair
     from wm.envs import default_max_steps
 
-    out, controller_path = Path(out), inputs.get("controller")
-    refs, env_id, space_json, avoid, trained_rules = _check_inputs(inputs)
+    vae, mdnrnn, controller = inputs["vae"], inputs["mdnrnn"], inputs["controller"]
+    if controller is None and (vae is None or mdnrnn is None):
+        raise UsageError("Give --vae and --mdnrnn (a world model), or --controller (which carries one).")
+    if (vae is None) != (mdnrnn is None):
+        raise UsageError("Give both --vae and --mdnrnn, or neither (the controller carries its world model).")
+    if vae is not None:
+        check_pair(vae, mdnrnn)
+        if controller is not None:
+            check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn, env_id=mdnrnn.attr("env_id"))
+    env_id, _, _, trained_rules = _identity(inputs)
     config = dataclasses.replace(config, **rule_options(
         trained_rules, temperature=config.temperature, sample_done=config.sample_done, done_threshold=config.done_threshold,
         max_steps=config.max_steps, env_max_steps=default_max_steps(env_id)))
-    horizons = config.horizon_list()
-    if horizons[-1] >= config.max_steps:
-        raise ConfigError(f"The longest horizon ({horizons[-1]}) must be shorter than the held-out episodes, which last at most "
-                          f"{config.max_steps} steps (the step cap).")
-    fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, refs, seed, out, force)
-    if up_to_date:
-        return StageResult(out, fingerprint, "up-to-date")
-    log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
+    if config.horizon_list()[-1] >= config.max_steps:
+        raise ConfigError(f"The longest horizon ({config.horizon_list()[-1]}) must be shorter than the held-out episodes, which last at "
+                          f"most {config.max_steps} steps (the step cap).")
+    return config
 
+
+def _identity(inputs: Mapping[str, Any]) -> tuple[str, str, set[int], Any]:
+    """(env id, action space JSON, seeds to avoid, training rules) of the measured world model (a controller's, if given)."""
+    from wm.controllers import dream_rules_of
+
+    controller = inputs["controller"]
+    if controller is None:
+        return inputs["mdnrnn"].attr("env_id"), inputs["mdnrnn"].attr("action_space_json"), set(), None
+    avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
+    return controller.attr("env_id"), controller.attr("action_space_json"), avoid, dream_rules_of(controller)
+
+
+def compute(config: FidelityConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write the artifact and its PNG."""
     from wm.dream.batched import Dream
+    from wm.dream.rules import dream_rules
+    from wm.dream.world import world_model_of, world_model_of_pair
     from wm.envs.spaces import space_from_json
-    from wm.fidelity import PolicyComparison, open_loop, plot_fidelity
+    from wm.episodes import purpose_seed
+    from wm.fidelity import PolicyComparison, fidelity_report, open_loop, plot_fidelity
 
-    world = _world_model(inputs)
+    env_id, space_json, avoid, trained_rules = _identity(inputs)
+    controller = inputs["controller"]
+    world = world_model_of_pair(inputs["vae"], inputs["mdnrnn"]) if inputs["vae"] is not None else world_model_of(controller)
     rules = dream_rules(world.mdnrnn, temperature=config.temperature, max_steps=config.max_steps,
                         reward=trained_rules.reward if trained_rules else "auto", sample_done=config.sample_done,
                         done_threshold=config.done_threshold)
     dream = Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, rules)
     space = space_from_json(space_json)
-    plans = _plans(config, env_id, space, controller_path)
+    plans = _plans(config, env_id, space, controller.path if controller is not None else None)
     log(f"Dream rules {rules}; policies: {', '.join(plan.name for plan in plans)}; {plural(config.episodes, 'episode')} "
         "and as many dreams each.")
     real, held_out = _real_episodes(config, seed, env_id, plans, world, avoid)
     comparisons = []
     for plan in plans:
-        dream_returns, dream_lengths = _dreams(config, seed, dream, plan, env_id, space, world, real[plan.name], controller_path)
+        dream_returns, dream_lengths = _dreams(config, seed, dream, plan, env_id, space, world, real[plan.name], controller)
         comparisons.append(PolicyComparison(plan.name, real[plan.name]["length"], real[plan.name]["return"], dream_lengths, dream_returns))
+    horizons = config.horizon_list()
     longest = max(len(episode.z) for episode in held_out)
     if horizons[-1] >= longest:
         raise ConfigError(f"The longest horizon ({horizons[-1]}) must be shorter than the held-out episodes, which last at most "
                           f"{longest} steps; ask for shorter horizons or more episodes.")
     log(f"Open-loop prediction over {plural(len(held_out), 'held-out episode')} ({sum(len(e.z) for e in held_out)} steps), "
         f"horizons 1 to {horizons[-1]}.")
-    from wm.episodes import purpose_seed
-
     result = open_loop(world.mdnrnn, held_out, horizons[-1], rules.temperature, purpose_seed(seed, OPEN_LOOP), stride=config.open_loop_stride)
-    summaries = {c.name: c.summary() for c in comparisons}
-    open_loop_rows = {str(j): result.at(j) for j in horizons}
-    _write(out, config, seed, refs, fingerprint, env_id, rules, comparisons, real, summaries, result, open_loop_rows)
-    picture = out.with_suffix(".png")
+    _write(output, config, env_id, rules, comparisons, real, result)
+    picture = output.path.with_suffix(".png")
     plot_fidelity(comparisons, result, picture, f"{env_id}: dream (tau {rules.temperature:g}) against real, {config.episodes} episodes each")
-    from wm.fidelity import fidelity_report
-
-    print(fidelity_report(out), flush=True)
-    log(f"Wrote {out} and {picture}.")
-    return StageResult(out, fingerprint, "written")
+    print(fidelity_report(output.path), flush=True)
+    log(f"Wrote {output.path} and {picture}.")
 
 
-def _check_inputs(inputs: Mapping[str, Any]) -> tuple[list, str, str, set[int], Any]:
-    """Validate the world model (and controller) given: (input refs, env id, action space JSON, seeds to avoid, training rules)."""
-    from wm.controllers import check_controller_fits, dream_rules_of
-    from wm.dream.world import check_pair
-    from wm.io.artifact import open_artifact
-
-    controller_path = inputs.get("controller")
-    given = [inputs.get(name) is not None for name in ("vae", "mdnrnn")]
-    if controller_path is None and not all(given):
-        raise UsageError("Give --vae and --mdnrnn (a world model), or --controller (which carries one).")
-    if any(given) and not all(given):
-        raise UsageError("Give both --vae and --mdnrnn, or neither (the controller carries its world model).")
-    refs, avoid, trained_rules = [], set(), None
-    if all(given):
-        with open_artifact(inputs["vae"], "vae") as vae, open_artifact(inputs["mdnrnn"], "mdnrnn") as mdnrnn:
-            check_pair(vae, mdnrnn)
-            refs += [vae.input_ref("vae"), mdnrnn.input_ref("mdnrnn")]
-            env_id, space_json = mdnrnn.attr("env_id"), mdnrnn.attr("action_space_json")
-            if controller_path is not None:
-                with open_artifact(controller_path, "controller") as controller:
-                    check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn, env_id=env_id)
-    if controller_path is not None:
-        with open_artifact(controller_path, "controller") as controller:
-            refs.append(controller.input_ref("controller"))
-            env_id, space_json = controller.attr("env_id"), controller.attr("action_space_json")
-            avoid = {int(s) for s in controller.file["training_env_seeds"][:]}
-            trained_rules = dream_rules_of(controller)
-    return refs, env_id, space_json, avoid, trained_rules
-
-
-def _write(out: Path, config: FidelityConfig, seed: int, refs: list, fingerprint: str, env_id: str, rules: Any,
-           comparisons: list, real: Mapping[str, Any], summaries: Mapping[str, Any], result: Any, open_loop_rows: Mapping[str, Any]) -> None:
+def _write(output: Output, config: FidelityConfig, env_id: str, rules: Any, comparisons: list, real: Mapping[str, Any], result: Any) -> None:
+    """The artifact: every episode's length and return per policy, the open-loop curves and the table."""
     from wm.fidelity import policy_group
-    from wm.io.artifact import write_root_attributes, writing_artifact
 
-    with writing_artifact(out) as f:
-        write_root_attributes(
-            f, kind="fidelity", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=refs, fingerprint=fingerprint,
-            extra={
-                "env_id": env_id, "rules_json": json.dumps(dataclasses.asdict(rules)),
-                "policies_json": json.dumps([c.name for c in comparisons]), "summary_json": json.dumps(summaries),
-                "open_loop_json": json.dumps(open_loop_rows), "episodes": int(config.episodes),
-            },
-        )
+    summaries = {c.name: c.summary() for c in comparisons}
+    open_loop_rows = {str(j): result.at(j) for j in config.horizon_list()}
+    with output.artifact(
+        env_id=env_id, rules_json=json.dumps(dataclasses.asdict(rules)), policies_json=json.dumps([c.name for c in comparisons]),
+        summary_json=json.dumps(summaries), open_loop_json=json.dumps(open_loop_rows), episodes=int(config.episodes),
+    ) as f:
         for comparison in comparisons:
             group = f.create_group(policy_group(comparison.name))
             group.attrs["name"] = comparison.name
@@ -225,16 +203,6 @@ def _write(out: Path, config: FidelityConfig, seed: int, refs: list, fingerprint
             group.create_dataset("dream_return", data=np.asarray(comparison.dream_return, np.float64))
         for name in ("horizon", "nll", "copy_nll", "done_auc", "transitions", "done_steps", "deaths", "predicted_deaths"):
             f.create_dataset(f"open_loop/{name}", data=getattr(result, name))
-
-
-def _world_model(inputs: Mapping[str, Any]) -> Any:
-    from wm.dream.world import load_world_model, world_model_of
-    from wm.io.artifact import open_artifact
-
-    if inputs.get("vae") is not None:
-        return load_world_model(inputs["vae"], inputs["mdnrnn"])
-    with open_artifact(inputs["controller"], "controller") as controller:
-        return world_model_of(controller)
 
 
 def _plans(config: FidelityConfig, env_id: str, space: Any, controller_path: Any) -> list[PolicyPlan]:
@@ -312,18 +280,15 @@ def _encode(world: Any, episode: Any, seed: int) -> Any:
 
 
 def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env_id: str, space: Any, world: Any,
-            real: Mapping[str, Any], controller_path: Any) -> tuple[np.ndarray, np.ndarray]:
+            real: Mapping[str, Any], controller: Any) -> tuple[np.ndarray, np.ndarray]:
     """`episodes` dreams of one policy, all policies meeting the same dream keys; dream i acts as real episode i did."""
     from wm.rng import keys_from_seeds
 
     keys = keys_from_seeds(seed, [(DREAMS, i) for i in range(config.episodes)])
     if plan.name == "controller":
         from wm.controllers import actor_of, dream_with_actor, layout_of
-        from wm.io.artifact import open_artifact
 
-        with open_artifact(controller_path, "controller") as controller:
-            layout, actor = layout_of(controller), actor_of(controller, config.params)
-        return dream_with_actor(dream, layout, actor)(keys)
+        return dream_with_actor(dream, layout_of(controller), actor_of(controller, config.params))(keys)
     from wm.dream.actions import policy_action_table
 
     table = policy_action_table(plan.spec, env_id, space, real["run_seed"], real["indices"], config.max_steps,
@@ -333,17 +298,17 @@ def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=FidelityConfig,
     output_kind="fidelity",
     version=STAGE_VERSION,
     help="Measure how well a dream agrees with the real environment: real vs dream episode lengths per policy, open-loop error vs horizon.",
-    inputs={"vae": "vae", "mdnrnn": "mdnrnn", "controller": "controller"},
-    optional_inputs=("vae", "mdnrnn", "controller"),
-    input_help={
-        "vae": "VAE artifact (with --mdnrnn; not needed with --controller).",
-        "mdnrnn": "MDN-RNN artifact trained on that VAE's latents.",
-        "controller": "Controller artifact: its world model and training rules are measured, and it is one of the policies.",
+    inputs={
+        "vae": Input("vae", "VAE artifact (with --mdnrnn; not needed with --controller).", optional=True),
+        "mdnrnn": Input("mdnrnn", "MDN-RNN artifact trained on that VAE's latents.", optional=True),
+        "controller": Input("controller", "Controller artifact: its world model and training rules are measured, and it is one of the policies.",
+                            optional=True),
     },
     default_out=default_out,
+    prepare=prepare,
 )

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from wm.config import StageConfig, config_to_json, option
+from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted, OutputExistsError
 from wm.policies import RANDOM_POLICIES
-from wm.stage import Stage, StageResult
+from wm.progress import log
+from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "rollout"
 STAGE_VERSION = 1
@@ -93,10 +93,6 @@ def default_out(config: RolloutConfig) -> str:
     return f"artifacts/{config.env}/rollouts.h5"
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _open_partial(partial: Path, fingerprint: str, *, force: bool) -> bool:
     """Decide about a leftover partial file; returns True when it should be resumed."""
     from wm.io.artifact import read_fingerprint
@@ -130,74 +126,49 @@ def _verify_resumed(writer: Any, partial: Path) -> None:
     finally:
         check.close()
     if dropped:
-        _log(f"{dropped} kept episode(s) at the end of {partial} were damaged when the run was stopped; they are recorded again.")
+        log(f"{dropped} kept episode(s) at the end of {partial} were damaged when the run was stopped; they are recorded again.")
 
 
-def _policy_inputs(config: RolloutConfig, inputs: Mapping[str, Any]) -> tuple[list, dict[str, Any], Any]:
-    """Input refs, the policy's spec kwargs, and the rollouts to extend (an open artifact or None), checked."""
+def prepare(config: RolloutConfig, inputs: Mapping[str, Any]) -> RolloutConfig:
+    """The environment's step cap by default; --controller exactly with --policy controller, for this environment;
+    --extend rollouts of the same environment."""
     from wm.controllers import check_controller_fits
-    from wm.io.artifact import open_artifact
+    from wm.envs import default_max_steps
 
-    refs: list = []
-    kwargs: dict[str, Any] = {}
-    controller_path = inputs.get("controller")
+    controller, extend = inputs["controller"], inputs["extend"]
     if config.policy == "controller":
-        if controller_path is None:
+        if controller is None:
             raise ConfigError("--policy controller needs the trained controller: pass --controller CONTROLLER.h5.")
-        with open_artifact(controller_path, "controller") as controller:
-            check_controller_fits(controller, env_id=config.env)
-            refs.append(controller.input_ref("controller"))
-        kwargs = {"controller": str(controller_path), "params": config.controller_params, "noise": config.controller_noise}
-    elif controller_path is not None:
+        check_controller_fits(controller, env_id=config.env)
+    elif controller is not None:
         raise ConfigError("--controller is used only with --policy controller.")
-    extend = None
-    if inputs.get("extend") is not None:
-        extend = open_artifact(inputs["extend"], "rollouts")
-        if extend.attr("env_id") != config.env:
-            extend.close()
-            raise ConfigError(f"--extend {extend.path} was recorded in {extend.attr('env_id')}, not {config.env}; extend rollouts of the same environment.")
-        refs.append(extend.input_ref("extend"))
-    return refs, kwargs, extend
-
-
-def run(
-    config: RolloutConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, Optional[str | Path]] | None = None,
-    force: bool = False,
-) -> StageResult:
-    """Collect `config.episodes` episodes (after those of `inputs['extend']`, if given) into the rollouts artifact `out`."""
-    from wm.envs import default_max_steps, random_policy_name
-    from wm.io.artifact import check_output, compute_fingerprint
-
+    if extend is not None and extend.attr("env_id") != config.env:
+        raise ConfigError(f"--extend {extend.path} was recorded in {extend.attr('env_id')}, not {config.env}; extend rollouts of the same environment.")
     if config.max_steps is None:
         config = dataclasses.replace(config, max_steps=default_max_steps(config.env))
-    out = Path(out)
-    refs, policy_kwargs, extend = _policy_inputs(config, inputs or {})
-    try:
-        fingerprint = compute_fingerprint(STAGE_NAME, STAGE_VERSION, config.fingerprint_dict(), refs, seed)
-        if check_output(out, fingerprint, force=force):
-            _log(f"{out} is up to date (fingerprint {fingerprint}); nothing to do.")
-            return StageResult(out, fingerprint, "up-to-date")
-        _log(f"wm rollout, seed {seed}, config: {config_to_json(config)}")
-        policy_name = random_policy_name(config.env) if config.policy == "random" else config.policy
-        if extend is not None:
-            policy_name = f"{extend.attr('policy')}+{policy_name}"
-        _collect(config, out, seed, fingerprint, refs, policy_name, policy_kwargs, extend, force)
-    finally:
-        if extend is not None:
-            extend.close()
-    return StageResult(out, fingerprint, "written")
+    return config
 
 
-def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs: list, policy_name: str,
-             policy_kwargs: dict[str, Any], extend: Any, force: bool) -> None:
+def compute(config: RolloutConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Collect `config.episodes` episodes (after those of `inputs['extend']`, if given) into the rollouts artifact."""
+    from wm.envs import random_policy_name
+
+    controller, extend = inputs["controller"], inputs["extend"]
+    policy_kwargs: dict[str, Any] = {}
+    if controller is not None:
+        policy_kwargs = {"controller": str(controller.path), "params": config.controller_params, "noise": config.controller_noise}
+    policy_name = random_policy_name(config.env) if config.policy == "random" else config.policy
+    if extend is not None:
+        policy_name = f"{extend.attr('policy')}+{policy_name}"
+    _collect(config, output, seed, policy_name, policy_kwargs, extend)
+
+
+def _collect(config: RolloutConfig, output: Output, seed: int, policy_name: str, policy_kwargs: dict[str, Any], extend: Any) -> None:
+    """Play the episodes into the partial file (resuming what it kept), then move it into place."""
     from wm.envs import make_env
     from wm.envs.spaces import is_image_space, space_to_json, storage_layout
     from wm.episodes import EpisodeTask, run_episode
-    from wm.io.artifact import commit, file_identity, open_h5, write_root_attributes
+    from wm.io.artifact import file_identity, open_h5
     from wm.io.rollouts import RolloutsReader, RolloutsWriter, partial_path
     from wm.parallel import make_executor
     from wm.policies import PolicySpec
@@ -213,31 +184,19 @@ def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs
     kept = RolloutsReader(extend).num_episodes if extend is not None else 0
     total = kept + config.episodes
 
+    out = output.path
     partial = partial_path(out)
-    resume = _open_partial(partial, fingerprint, force=force)
+    resume = _open_partial(partial, output.fingerprint, force=output.force)
     # The executor starts before any file is touched: a bad backend or an unreachable cluster changes nothing.
     executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
     # A chunk cache larger than an episode: partial edge chunks are not evicted and re-read between appends.
     with executor, open_h5(partial, "a" if resume else "w", chunk_cache_bytes=WRITE_CHUNK_CACHE_BYTES) as f:
         written = file_identity(f)
         if not resume:
-            write_root_attributes(
-                f,
-                kind="rollouts",
-                stage=STAGE_NAME,
-                seed=seed,
-                config_json=config_to_json(config),
-                inputs=refs,
-                fingerprint=fingerprint,
-                extra={
-                    "env_id": config.env,
-                    "env_kwargs_json": json.dumps(config.env_kwargs, sort_keys=True),
-                    "observation_space_json": space_to_json(observation_space),
-                    "action_space_json": space_to_json(action_space),
-                    "policy": policy_name,
-                    "max_steps": int(config.max_steps),
-                    "extended_episodes": kept,
-                },
+            output.write_root_attributes(
+                f, env_id=config.env, env_kwargs_json=json.dumps(config.env_kwargs, sort_keys=True),
+                observation_space_json=space_to_json(observation_space), action_space_json=space_to_json(action_space),
+                policy=policy_name, max_steps=int(config.max_steps), extended_episodes=kept,
             )
         writer = RolloutsWriter(
             f,
@@ -247,7 +206,7 @@ def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs
         )
         if writer.episodes:
             _verify_resumed(writer, partial)
-            _log(f"Resuming from {partial}: {writer.episodes} of {total} episodes already done.")
+            log(f"Resuming from {partial}: {writer.episodes} of {total} episodes already done.")
         progress = Progress(total, description=f"rollout {config.env}", unit="ep", initial=writer.episodes, secondary_unit="frames")
         started = time.monotonic()
         try:
@@ -274,23 +233,22 @@ def _collect(config: RolloutConfig, out: Path, seed: int, fingerprint: str, refs
             progress.close()
         steps = writer.steps
         writer.finish()
-    commit(partial, out, written)
+    output.commit(partial, written)
     elapsed = time.monotonic() - started
-    _log(f"Wrote {out}: {total} episodes, {steps} steps ({progress.secondary / max(elapsed, 1e-9):.0f} frames/s this run).")
+    log(f"Wrote {out}: {total} episodes, {steps} steps ({progress.secondary / max(elapsed, 1e-9):.0f} frames/s this run).")
 
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=RolloutConfig,
     output_kind="rollouts",
     version=STAGE_VERSION,
     help="Play episodes in an environment and write them as a rollouts artifact.",
-    inputs={"controller": "controller", "extend": "rollouts"},
-    optional_inputs=("controller", "extend"),
-    input_help={
-        "controller": "Trained controller artifact for --policy controller.",
-        "extend": "Rollouts artifact whose episodes the output starts with (same environment).",
+    inputs={
+        "controller": Input("controller", "Trained controller artifact for --policy controller.", optional=True),
+        "extend": Input("rollouts", "Rollouts artifact whose episodes the output starts with (same environment).", optional=True),
     },
     default_out=default_out,
+    prepare=prepare,
 )

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from wm.config import StageConfig, config_to_json, option
+from wm.config import StageConfig, option
 from wm.errors import ArtifactError, ConfigError, Interrupted
-from wm.stage import Stage, StageResult, log, prepare_output
+from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "train-dreamer"
 STAGE_VERSION = 1
@@ -164,46 +163,44 @@ def learning_for(config: TrainDreamerConfig) -> Any:
     return Learning(**{name: getattr(config, name) for name in LEARNING_FIELDS})
 
 
-def run(
-    config: TrainDreamerConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, str | Path | None],
-    force: bool = False,
-) -> StageResult:
-    """Train a Dreamer agent online in `config.env` and write the `dreamer` artifact `out`."""
-    from wm.envs import check_env_name, make_env
-    from wm.envs.spaces import space_to_json
-    from wm.io.artifact import open_artifact
+def prepare(config: TrainDreamerConfig, inputs: Mapping[str, Any]) -> TrainDreamerConfig:
+    """A known environment whose spaces the networks take; --prefill rollouts of that environment."""
+    from wm.envs import check_env_name
 
-    out = Path(out)
     check_env_name(config.env)
-    refs, prefill = [], None
-    if inputs.get("prefill") is not None:
-        prefill = open_artifact(inputs["prefill"], ("rollouts", "replay"))
-        refs.append(prefill.input_ref("prefill"))
+    env, spaces_json = _probe(config)
+    env.close()
+    prefill = inputs["prefill"]
+    if prefill is not None and (prefill.attr("env_id") != config.env or (prefill.attr("observation_space_json"), prefill.attr("action_space_json")) != spaces_json):
+        raise ArtifactError(f"--prefill {prefill.path} was recorded in {prefill.attr('env_id')} with other spaces; "
+                            f"it cannot fill the replay of {config.env}.")
+    return config
+
+
+def _probe(config: TrainDreamerConfig) -> tuple[Any, tuple[str, str]]:
+    """The environment, after checking that the networks take its spaces, and its spaces as JSON."""
+    from wm.envs import make_env
+    from wm.envs.spaces import space_to_json
+
     env = make_env(config.env, config.max_steps or None)
     try:
-        shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
-        spaces_json = (space_to_json(env.observation_space), space_to_json(env.action_space))
-        if prefill is not None and (prefill.attr("env_id") != config.env or (prefill.attr("observation_space_json"), prefill.attr("action_space_json")) != spaces_json):
-            raise ArtifactError(f"--prefill {prefill.path} was recorded in {prefill.attr('env_id')} with other spaces; "
-                                f"it cannot fill the replay of {config.env}.")
-        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, refs, seed, out, force)
-        if up_to_date:
-            return StageResult(out, fingerprint, "up-to-date")
-        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        from wm.dreamer.online import OnlineRun
+        agent_shape_for(config, env.observation_space, env.action_space, config.env)
+    except BaseException:
+        env.close()
+        raise
+    return env, (space_to_json(env.observation_space), space_to_json(env.action_space))
 
-        root_attributes = {
-            "stage": STAGE_NAME, "seed": seed, "config_json": config_to_json(config), "inputs": refs, "fingerprint": fingerprint,
-            "extra": {
-                "env_id": config.env, "env_kwargs_json": json.dumps({}), "observation_space_json": spaces_json[0],
-                "action_space_json": spaces_json[1], "policy": "dreamer", "max_steps": int(config.max_steps),
-            },
-        }
-        online = OnlineRun(config, shape, learning_for(config), env, out, seed, fingerprint, root_attributes, prefill, force=force)
+
+def compute(config: TrainDreamerConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Train a Dreamer agent online in `config.env` and write the `dreamer` artifact (and its replay beside it)."""
+    from wm.dreamer.online import OnlineRun
+
+    env, spaces_json = _probe(config)
+    try:
+        shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
+        attributes = {"env_id": config.env, "env_kwargs_json": json.dumps({}), "observation_space_json": spaces_json[0],
+                      "action_space_json": spaces_json[1], "policy": "dreamer", "max_steps": int(config.max_steps)}
+        online = OnlineRun(config, shape, learning_for(config), env, output, seed, attributes, inputs["prefill"])
         try:
             online.train()
         except KeyboardInterrupt:
@@ -215,20 +212,17 @@ def run(
         online.write_artifacts()
     finally:
         env.close()
-        if prefill is not None:
-            prefill.close()
-    return StageResult(out, fingerprint, "written")
 
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=TrainDreamerConfig,
     output_kind="dreamer",
     version=STAGE_VERSION,
     help="Train a Dreamer agent (RSSM world model + actor-critic in imagination) online in an environment.",
-    inputs={"prefill": "rollouts"},
-    optional_inputs=("prefill",),
-    input_help={"prefill": "Rollouts (or replay) of the same environment that fill the replay instead of the random prefill."},
+    inputs={"prefill": Input(("rollouts", "replay"), "Rollouts (or replay) of the same environment that fill the replay instead of the "
+                                                     "random prefill.", optional=True)},
     default_out=default_out,
+    prepare=prepare,
 )

@@ -18,11 +18,12 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
-from wm.config import StageConfig, config_to_json, option
+from wm.config import StageConfig, option
 from wm.errors import ArtifactError
-from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.progress import log, plural
+from wm.runner import Input, Output, Stage
 from wm.tfsetup import PRECISIONS
 
 STAGE_NAME = "train-mdnrnn"
@@ -98,209 +99,201 @@ def check_episodes(lengths, path: Path) -> None:
         )
 
 
-def _check_init(path: str | Path, latents, config: TrainMDNRNNConfig):
-    """The input reference of MDN-RNN artifact `path` (to continue training on new latents), after checking it fits."""
-    from wm.io.artifact import open_artifact
+def prepare(config: TrainMDNRNNConfig, inputs: Mapping[str, Any]) -> TrainMDNRNNConfig:
+    """The latents need a Discrete or Box action space and 2 episodes or more of 2 steps or more; --init the same VAE and architecture."""
+    from wm.data.frames import check_episode_count
 
-    with open_artifact(path, "mdnrnn") as init:
+    latents, init = inputs["latents"], inputs["init"]
+    action_encoding(latents.attr("action_space_json"), latents.path)
+    check_episodes(latents.file["episode/length"][:], latents.path)
+    check_episode_count(latents.file["episode/length"].shape[0])
+    if init is not None:
         if init.attr("vae_fingerprint") != latents.attr("vae_fingerprint"):
             raise ArtifactError(f"{init.path} was trained on latents of another VAE than {latents.path}; "
                                 "--init needs an MDN-RNN of the same VAE.")
         trained = init.config
-        different = [name for name in ("units", "num_mixtures", "reward_head", "done_head")
-                     if trained.get(name) != getattr(config, name)]
+        different = [name for name in ("units", "num_mixtures", "reward_head", "done_head") if trained.get(name) != getattr(config, name)]
         if different:
             name = different[0]
             raise ArtifactError(f"{init.path} has {name} = {trained.get(name)!r} but this run asks for {getattr(config, name)!r}; "
                                 "--init needs the same architecture.")
-        return init.input_ref("init")
+    return config
 
 
-def run(
-    config: TrainMDNRNNConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, str | Path],
-    force: bool = False,
-) -> StageResult:
-    """Train the MDN-RNN on `inputs['latents']` and write the `mdnrnn` artifact `out`."""
+def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Train the MDN-RNN on windows of `inputs['latents']` (from `inputs['init']`'s weights if given); write the `mdnrnn` artifact."""
     import numpy as np
 
     from wm.data.frames import split_episodes
     from wm.data.sequences import WindowReader, WindowStream
-    from wm.io.artifact import open_artifact, write_root_attributes, writing_artifact
-    from wm.training import apply_if_finite, build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
+    from wm.io.models import load_weights
+    from wm.tfsetup import keras, tensorflow
+    from wm.training import start_or_resume, sync_weights, train_epochs, write_training_record
 
-    out = Path(out)
-    with open_artifact(inputs["latents"], "latents") as latents:
-        action_dim, discrete = action_encoding(latents.attr("action_space_json"), latents.path)
-        lengths = latents.file["episode/length"][:]
-        check_episodes(lengths, latents.path)
-        train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
-        input_refs = [latents.input_ref("latents")]
-        if inputs.get("init"):
-            input_refs.append(_check_init(inputs["init"], latents, config))
-        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, input_refs, seed, out, force)
-        if up_to_date:
-            return StageResult(out, fingerprint, "up-to-date")
-        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        log(f"{int(lengths[train_episodes].sum())} training steps ({plural(len(train_episodes), 'episode')}), "
-            f"{int(lengths[heldout_episodes].sum())} held out ({plural(len(heldout_episodes), 'episode')}).")
-        latent_dim = int(latents.attr("latent_dim"))
+    latents = inputs["latents"]
+    action_dim, discrete = action_encoding(latents.attr("action_space_json"), latents.path)
+    lengths = latents.file["episode/length"][:]
+    train_episodes, heldout_episodes = split_episodes(len(lengths), config.heldout_fraction, seed)
+    log(f"{int(lengths[train_episodes].sum())} training steps ({plural(len(train_episodes), 'episode')}), "
+        f"{int(lengths[heldout_episodes].sum())} held out ({plural(len(heldout_episodes), 'episode')}).")
+    tf, keras = tensorflow(), keras()
+    keras.utils.set_random_seed(seed)
+    model, evaluation_model = build_models(config, int(latents.attr("latent_dim")), action_dim)
+    if inputs["init"] is not None:
+        load_weights(inputs["init"], model)  # a checkpoint of this run, if there is one, replaces them below
+        log(f"Starting from the weights of {inputs['init'].path}.")
+    optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
+    checkpoint, state, _ = start_or_resume(output, model, optimizer)
+    train_step, evaluate_step = make_steps(config, model, evaluation_model, optimizer, seed)
+    reader = WindowReader(latents.file, action_dim, discrete)
+    stream = WindowStream(reader, train_episodes, config.sequence_length, config.batch_size, seed)
 
-        from wm.losses import done_loss, masked_mean, mixture_nll, precision_recall, roc_auc
-        from wm.io.models import load_weights
-        from wm.models.mdnrnn import build_mdnrnn
-        from wm.tfsetup import keras, tensorflow
+    def batches(epoch: int, start: int):
+        for batch in stream.batches(epoch, start):
+            yield as_tensors(batch), batch.steps
 
-        tf, keras = tensorflow(), keras()
-        keras.utils.set_random_seed(seed)
-        model, evaluation_model = build_in_precision(lambda: build_mdnrnn(
-            latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
-            reward_head=config.reward_head, done_head=config.done_head, done_weight=config.done_weight,
-        ), config.precision)
-        if inputs.get("init"):
-            with open_artifact(inputs["init"], "mdnrnn") as init:
-                load_weights(init, model)  # a checkpoint of this run, if there is one, replaces them below
-            log(f"Starting from the weights of {inputs['init']}.")
-        optimizer = keras.optimizers.Adam(config.learning_rate, clipvalue=config.grad_clip)
-        checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
+    def evaluate() -> dict:
+        sync_weights(evaluation_model, model)
+        return heldout_metrics(config, evaluate_step, reader, heldout_episodes, lengths, int(latents.attr("latent_dim")))
 
-        float_spec = lambda rank: tf.TensorSpec((None,) * rank, tf.float32)  # noqa: E731
-        batch_signature = [float_spec(3), float_spec(3), float_spec(3), float_spec(2), float_spec(2), float_spec(2), float_spec(2)]
-        done_weight = float(config.done_weight)
-
-        def losses(network, mu, logvar, action, reward, done, valid, has_next, noise_seed):
-            noise = tf.random.stateless_normal(tf.shape(mu), seed=noise_seed)
-            z = mu + tf.exp(0.5 * logvar) * noise  # [batch, time + 1, latent]: a fresh sample every batch
-            heads, _ = network(z[:, :-1], action)
-            nll, nll_per_dimension = mixture_nll(z[:, 1:], heads["logits"], heads["mu"], heads["log_sigma"], has_next)
-            values = {"loss": nll, "nll": nll, "nll_per_dimension": nll_per_dimension}
-            if config.done_head:
-                values["done_loss"] = done_loss(heads["done_logit"], done, valid, done_weight)
-                values["loss"] += values["done_loss"]
-            if config.reward_head:
-                values["reward_mse"] = masked_mean(tf.square(heads["reward"] - reward), valid)
-                values["loss"] += values["reward_mse"]
-            return values, heads, z
-
-        @tf.function(input_signature=batch_signature + [tf.TensorSpec((), tf.int64)], jit_compile=False)
-        def train_step(mu, logvar, action, reward, done, valid, has_next, step):
-            with tf.GradientTape() as tape:
-                values, _, _ = losses(model, mu, logvar, action, reward, done, valid, has_next, tf.stack([tf.constant(seed, tf.int64), step]))
-            gradients = tape.gradient(values["loss"], model.trainable_variables)
-            finite = apply_if_finite(optimizer, values["loss"], gradients, model.trainable_variables)
-            return {**values, "finite": finite}
-
-        @tf.function(input_signature=batch_signature, jit_compile=False)
-        def evaluate_step(mu, logvar, action, reward, done, valid, has_next):
-            values, heads, z = losses(evaluation_model, mu, logvar, action, reward, done, valid, has_next, tf.constant([seed, -1], tf.int64))
-            nll_sum = values["nll_per_dimension"] * tf.reduce_sum(has_next)  # [latent], summed over transitions
-            delta_squares = tf.reduce_sum(tf.square(z[:, 1:] - z[:, :-1]) * has_next[..., None], axis=[0, 1])
-            done_probability = tf.sigmoid(heads["done_logit"]) if config.done_head else tf.zeros_like(done)
-            reward_error = tf.reduce_sum(tf.square(heads["reward"] - reward) * valid) if config.reward_head else tf.constant(0.0)
-            return nll_sum, delta_squares, done_probability, reward_error
-
-        reader = WindowReader(latents.file, action_dim, discrete)
-        stream = WindowStream(reader, train_episodes, config.sequence_length, config.batch_size, seed)
-
-        def as_tensors(batch):
-            return (batch.mu, batch.logvar, batch.action, batch.reward, batch.done, batch.valid, batch.has_next)
-
-        def batches(epoch: int, start: int):
-            for batch in stream.batches(epoch, start):
-                yield as_tensors(batch), batch.steps
-
-        def evaluate() -> dict:
-            """Whole held-out episodes from a zero state, with one fixed z sample."""
-            sync_weights(evaluation_model, model)
-            nll_sum = np.zeros(latent_dim)
-            delta_squares = np.zeros(latent_dim)
-            transitions, steps, reward_error = 0.0, 0.0, 0.0
-            probabilities, labels = [], []
-            for begin in range(0, len(heldout_episodes), EVALUATION_EPISODES_PER_BATCH):
-                group = heldout_episodes[begin : begin + EVALUATION_EPISODES_PER_BATCH]
-                longest = int(lengths[group].max())
-                batch = reader.read([(int(e), 0, int(lengths[e])) for e in group], longest)
-                nll, deltas, probability, error = evaluate_step(*as_tensors(batch))
-                nll_sum += nll.numpy()
-                delta_squares += deltas.numpy()
-                transitions += float(batch.has_next.sum())
-                steps += float(batch.valid.sum())
-                reward_error += float(error)
-                mask = batch.valid.astype(bool)
-                probabilities.append(probability.numpy()[mask])
-                labels.append(batch.done[mask])
-            per_dimension = nll_sum / transitions
-            copy_variance = delta_squares / transitions
-            copy_per_dimension = 0.5 * np.log(2 * np.pi * np.e * copy_variance)
-            result = {
-                "nll": float(per_dimension.mean()),
-                "nll_per_dimension": per_dimension.tolist(),
-                "copy_baseline_nll": float(copy_per_dimension.mean()),
-                "copy_baseline_nll_per_dimension": copy_per_dimension.tolist(),
-            }
-            if config.done_head:
-                scores, truth = np.concatenate(probabilities), np.concatenate(labels)
-                precision, recall = precision_recall(scores, truth)
-                result.update(done_auc=roc_auc(scores, truth), done_precision=precision, done_recall=recall)
-            if config.reward_head:
-                result["reward_mse"] = reward_error / steps
-            return result
-
-        state = train_epochs(
-            name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=stream.batches_per_epoch,
-            batches=batches, train_step=lambda tensors, step: train_step(*tensors, tf.constant(step, tf.int64)),
-            evaluate=evaluate, checkpoint=checkpoint, model=model, optimizer=optimizer,
-            log_folder=log_folder, checkpoint_seconds=config.checkpoint_seconds, unit="steps",
-        )
-        starts = latents.file["episode/start"][:]
-        initial_mu = latents.file["mu"][starts.tolist()]
-        initial_logvar = latents.file["logvar"][starts.tolist()]
-        heldout_flag = np.isin(np.arange(len(starts)), heldout_episodes)
-        extra = {
-            "latent_dim": latent_dim,
-            "action_dim": action_dim,
-            "discrete_actions": discrete,
-            "env_id": latents.attr("env_id"),
-            "action_space_json": latents.attr("action_space_json"),
-            "vae_fingerprint": latents.attr("vae_fingerprint"),
-            "latents_fingerprint": latents.fingerprint,
-        }
-
-    with writing_artifact(out) as f:
-        write_root_attributes(
-            f, kind="mdnrnn", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=input_refs,
-            fingerprint=fingerprint, extra=extra,
-        )
+    state = train_epochs(
+        name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=stream.batches_per_epoch,
+        batches=batches, train_step=lambda tensors, step: train_step(*tensors, tf.constant(step, tf.int64)),
+        evaluate=evaluate, checkpoint=checkpoint, model=model, optimizer=optimizer,
+        log_folder=output.log_folder, checkpoint_seconds=config.checkpoint_seconds, unit="steps",
+    )
+    starts = latents.file["episode/start"][:].tolist()
+    with output.artifact(latent_dim=int(latents.attr("latent_dim")), action_dim=action_dim, discrete_actions=discrete,
+                         env_id=latents.attr("env_id"), action_space_json=latents.attr("action_space_json"),
+                         vae_fingerprint=latents.attr("vae_fingerprint"), latents_fingerprint=latents.fingerprint) as f:
         write_training_record(f, sync_weights(evaluation_model, model), state.history)
-        f.create_dataset("initial/mu", data=initial_mu)
-        f.create_dataset("initial/logvar", data=initial_logvar)
-        f.create_dataset("initial/heldout", data=heldout_flag)
+        f.create_dataset("initial/mu", data=latents.file["mu"][starts])
+        f.create_dataset("initial/logvar", data=latents.file["logvar"][starts])
+        f.create_dataset("initial/heldout", data=np.isin(np.arange(len(starts)), heldout_episodes))
     checkpoint.remove()
     final = state.history[-1]
-    message = (f"Wrote {out}: held-out NLL {final['heldout/nll']:.3f} per latent dimension "
+    message = (f"Wrote {output.path}: held-out NLL {final['heldout/nll']:.3f} per latent dimension "
                f"(copy baseline {final['heldout/copy_baseline_nll']:.3f})")
     if config.done_head:
         message += f", done head ROC AUC {final['heldout/done_auc']:.3f}"
-    log(message + f"; curves in {log_folder / 'loss.png'}.")
-    return StageResult(out, fingerprint, "written")
+    log(message + f"; curves in {output.log_folder / 'loss.png'}.")
+
+
+def build_models(config: TrainMDNRNNConfig, latent_dim: int, action_dim: int) -> tuple[Any, Any]:
+    """(model to train, float32 model to evaluate and store) in the configured precision."""
+    from wm.models.mdnrnn import build_mdnrnn
+    from wm.training import build_in_precision
+
+    return build_in_precision(lambda: build_mdnrnn(
+        latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
+        reward_head=config.reward_head, done_head=config.done_head, done_weight=config.done_weight,
+    ), config.precision)
+
+
+def as_tensors(batch: Any) -> tuple:
+    """A window batch as the compiled steps take it."""
+    return (batch.mu, batch.logvar, batch.action, batch.reward, batch.done, batch.valid, batch.has_next)
+
+
+def make_steps(config: TrainMDNRNNConfig, model: Any, evaluation_model: Any, optimizer: Any, seed: int) -> tuple[Any, Any]:
+    """The compiled update (a fresh z sample from q(z | x) every batch) and the held-out step (one fixed sample).
+
+    The loss: the mixture NLL of z_(t+1) (the paper's equation for the MDN-RNN), plus the weighted
+    done loss and the reward MSE when those heads exist.
+    """
+    from wm.losses import done_loss, masked_mean, mixture_nll
+    from wm.tfsetup import tensorflow
+    from wm.training import apply_if_finite
+
+    tf = tensorflow()
+    float_spec = lambda rank: tf.TensorSpec((None,) * rank, tf.float32)  # noqa: E731
+    batch_signature = [float_spec(3), float_spec(3), float_spec(3), float_spec(2), float_spec(2), float_spec(2), float_spec(2)]
+    done_weight = float(config.done_weight)
+
+    def losses(network, mu, logvar, action, reward, done, valid, has_next, noise_seed):
+        noise = tf.random.stateless_normal(tf.shape(mu), seed=noise_seed)
+        z = mu + tf.exp(0.5 * logvar) * noise  # [batch, time + 1, latent]: a fresh sample every batch
+        heads, _ = network(z[:, :-1], action)
+        nll, nll_per_dimension = mixture_nll(z[:, 1:], heads["logits"], heads["mu"], heads["log_sigma"], has_next)
+        values = {"loss": nll, "nll": nll, "nll_per_dimension": nll_per_dimension}
+        if config.done_head:
+            values["done_loss"] = done_loss(heads["done_logit"], done, valid, done_weight)
+            values["loss"] += values["done_loss"]
+        if config.reward_head:
+            values["reward_mse"] = masked_mean(tf.square(heads["reward"] - reward), valid)
+            values["loss"] += values["reward_mse"]
+        return values, heads, z
+
+    @tf.function(input_signature=batch_signature + [tf.TensorSpec((), tf.int64)], jit_compile=False)
+    def train_step(mu, logvar, action, reward, done, valid, has_next, step):
+        with tf.GradientTape() as tape:
+            values, _, _ = losses(model, mu, logvar, action, reward, done, valid, has_next, tf.stack([tf.constant(seed, tf.int64), step]))
+        gradients = tape.gradient(values["loss"], model.trainable_variables)
+        finite = apply_if_finite(optimizer, values["loss"], gradients, model.trainable_variables)
+        return {**values, "finite": finite}
+
+    @tf.function(input_signature=batch_signature, jit_compile=False)
+    def evaluate_step(mu, logvar, action, reward, done, valid, has_next):
+        values, heads, z = losses(evaluation_model, mu, logvar, action, reward, done, valid, has_next, tf.constant([seed, -1], tf.int64))
+        nll_sum = values["nll_per_dimension"] * tf.reduce_sum(has_next)  # [latent], summed over transitions
+        delta_squares = tf.reduce_sum(tf.square(z[:, 1:] - z[:, :-1]) * has_next[..., None], axis=[0, 1])
+        done_probability = tf.sigmoid(heads["done_logit"]) if config.done_head else tf.zeros_like(done)
+        reward_error = tf.reduce_sum(tf.square(heads["reward"] - reward) * valid) if config.reward_head else tf.constant(0.0)
+        return nll_sum, delta_squares, done_probability, reward_error
+
+    return train_step, evaluate_step
+
+
+def heldout_metrics(config: TrainMDNRNNConfig, evaluate_step: Any, reader: Any, episodes: Any, lengths: Any, latent_dim: int) -> dict:
+    """Whole held-out episodes from a zero state, with one fixed z sample: NLL per dimension against the copy
+    baseline (z_(t+1) ~ N(z_t, var of the steps)), the done head's ROC AUC, precision and recall, the reward MSE."""
+    import numpy as np
+
+    from wm.losses import precision_recall, roc_auc
+
+    nll_sum, delta_squares = np.zeros(latent_dim), np.zeros(latent_dim)
+    transitions, steps, reward_error = 0.0, 0.0, 0.0
+    probabilities, labels = [], []
+    for begin in range(0, len(episodes), EVALUATION_EPISODES_PER_BATCH):
+        group = episodes[begin : begin + EVALUATION_EPISODES_PER_BATCH]
+        batch = reader.read([(int(e), 0, int(lengths[e])) for e in group], int(lengths[group].max()))
+        nll, deltas, probability, error = evaluate_step(*as_tensors(batch))
+        nll_sum += nll.numpy()
+        delta_squares += deltas.numpy()
+        transitions += float(batch.has_next.sum())
+        steps += float(batch.valid.sum())
+        reward_error += float(error)
+        mask = batch.valid.astype(bool)
+        probabilities.append(probability.numpy()[mask])
+        labels.append(batch.done[mask])
+    per_dimension = nll_sum / transitions
+    copy_variance = delta_squares / transitions  # the copy baseline's variance per dimension
+    copy_per_dimension = 0.5 * np.log(2 * np.pi * np.e * copy_variance)
+    result = {
+        "nll": float(per_dimension.mean()), "nll_per_dimension": per_dimension.tolist(),
+        "copy_baseline_nll": float(copy_per_dimension.mean()), "copy_baseline_nll_per_dimension": copy_per_dimension.tolist(),
+    }
+    if config.done_head:
+        scores, truth = np.concatenate(probabilities), np.concatenate(labels)
+        precision, recall = precision_recall(scores, truth)
+        result.update(done_auc=roc_auc(scores, truth), done_precision=precision, done_recall=recall)
+    if config.reward_head:
+        result["reward_mse"] = reward_error / steps
+    return result
 
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=TrainMDNRNNConfig,
     output_kind="mdnrnn",
     version=STAGE_VERSION,
     help="Train the World Models MDN-RNN (memory) on sequence windows of a latents artifact.",
-    inputs={"latents": "latents", "init": "mdnrnn"},
-    optional_inputs=("init",),
-    input_help={
-        "latents": "Input latents artifact.",
-        "init": "MDN-RNN artifact of the same VAE and architecture whose weights start the training (the iterative "
-                "procedure: continue M on old and new data instead of starting again).",
+    inputs={
+        "latents": Input("latents", "Latents artifact (wm encode) whose sequences M learns."),
+        "init": Input("mdnrnn", "MDN-RNN artifact of the same VAE and architecture whose weights start the training (the iterative "
+                                "procedure: continue M on old and new data instead of starting again).", optional=True),
     },
     default_out=default_out,
+    prepare=prepare,
 )

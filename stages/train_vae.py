@@ -12,12 +12,12 @@ the same command after a kill resumes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from wm.config import StageConfig, config_to_json, option
+from wm.config import StageConfig, option
 from wm.errors import ConfigError
-from wm.stage import Stage, StageResult, log, plural, prepare_output
+from wm.progress import log, plural
+from wm.runner import Input, Output, Stage
 from wm.tfsetup import PRECISIONS
 
 STAGE_NAME = "train-vae"
@@ -67,117 +67,114 @@ def default_out(config: TrainVAEConfig) -> str:
     return "artifacts/vae.h5"
 
 
-def run(
-    config: TrainVAEConfig,
-    *,
-    out: str | Path,
-    seed: int,
-    inputs: Mapping[str, str | Path],
-    force: bool = False,
-) -> StageResult:
-    """Train the VAE on `inputs['rollouts']` and write the `vae` artifact `out`."""
-    import numpy as np
-
-    from wm.data.frames import FrameStream, episode_frame_indices, sequential_batches, split_episodes
-    from wm.io.artifact import mark_as_image_stack, open_artifact, write_root_attributes, writing_artifact
+def prepare(config: TrainVAEConfig, inputs: Mapping[str, Any]) -> TrainVAEConfig:
+    """The rollouts must hold 64x64 frames, in 2 episodes or more."""
+    from wm.data.frames import check_episode_count
     from wm.io.rollouts import check_frames
+
+    check_frames(inputs["rollouts"], "the VAE")
+    check_episode_count(inputs["rollouts"].file["episode/start"].shape[0])
+    return config
+
+
+def compute(config: TrainVAEConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
+    """Train the VAE on the frames of `inputs['rollouts']` (held-out episodes measure it) and write the `vae` artifact."""
+    from wm.data.frames import FrameStream, episode_frame_indices, split_episodes
+    from wm.models.vae import build_vae, make_train_step
+    from wm.tfsetup import keras, tensorflow
     from wm.training import build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
 
-    out = Path(out)
-    with open_artifact(inputs["rollouts"], "rollouts") as rollouts:
-        check_frames(rollouts, "the VAE")
-        starts, lengths = rollouts.file["episode/start"][:], rollouts.file["episode/length"][:]
-        train_episodes, heldout_episodes = split_episodes(len(starts), config.heldout_fraction, seed)
-        input_ref = rollouts.input_ref("rollouts")
-        fingerprint, up_to_date = prepare_output(STAGE_NAME, STAGE_VERSION, config, [input_ref], seed, out, force)
-        if up_to_date:
-            return StageResult(out, fingerprint, "up-to-date")
-        log(f"wm {STAGE_NAME}, seed {seed}, config: {config_to_json(config)}")
-        train_rows = episode_frame_indices(starts, lengths, train_episodes)
-        heldout_rows = episode_frame_indices(starts, lengths, heldout_episodes)
-        log(f"{len(train_rows)} training frames ({plural(len(train_episodes), 'episode')}), "
-            f"{len(heldout_rows)} held out ({plural(len(heldout_episodes), 'episode')}).")
+    rollouts = inputs["rollouts"]
+    starts, lengths = rollouts.file["episode/start"][:], rollouts.file["episode/length"][:]
+    train_episodes, heldout_episodes = split_episodes(len(starts), config.heldout_fraction, seed)
+    train_rows = episode_frame_indices(starts, lengths, train_episodes)
+    heldout_rows = episode_frame_indices(starts, lengths, heldout_episodes)
+    log(f"{len(train_rows)} training frames ({plural(len(train_episodes), 'episode')}), "
+        f"{len(heldout_rows)} held out ({plural(len(heldout_episodes), 'episode')}).")
 
-        from wm.losses import vae_loss
-        from wm.media import side_by_side
-        from wm.models.vae import IMAGE_SHAPE, build_vae, frames_to_input, make_train_step, output_to_frames
-        from wm.tfsetup import keras, tensorflow
+    tf, keras = tensorflow(), keras()
+    keras.utils.set_random_seed(seed)
+    model, evaluation_model = build_in_precision(lambda: build_vae(config.latent_dim), config.precision)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    checkpoint, state, _ = start_or_resume(output, model, optimizer)
+    train_step = make_train_step(model, optimizer, float(config.kl_tolerance), seed)
+    obs = rollouts.file["obs"]
+    stream = FrameStream(obs, train_rows, config.batch_size, seed)
+    batches_per_epoch = min(stream.batches_per_epoch, config.batches_per_epoch or stream.batches_per_epoch)
 
-        tf, keras = tensorflow(), keras()
-        keras.utils.set_random_seed(seed)
-        model, evaluation_model = build_in_precision(lambda: build_vae(config.latent_dim), config.precision)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        checkpoint, log_folder, state = start_or_resume(out, fingerprint, model, optimizer, force=force)
+    def batches(epoch: int, start: int):
+        for frames in stream.dataset(epoch, start).take(batches_per_epoch - start):
+            yield frames, int(frames.shape[0])
 
-        frame_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8)
-        kl_tolerance = float(config.kl_tolerance)
-        train_step = make_train_step(model, optimizer, kl_tolerance, seed)
-
-        @tf.function(input_signature=[frame_spec], jit_compile=False)
-        def evaluate_step(frames):
-            x = frames_to_input(frames)
-            reconstruction, mu, logvar, _ = evaluation_model(x)  # z = mu: the deterministic reconstruction
-            return vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
-
-        obs = rollouts.file["obs"]
-        stream = FrameStream(obs, train_rows, config.batch_size, seed)
-        batches_per_epoch = stream.batches_per_epoch
-        if config.batches_per_epoch is not None:
-            batches_per_epoch = min(batches_per_epoch, config.batches_per_epoch)
-
-        def batches(epoch: int, start: int):
-            for frames in stream.dataset(epoch, start).take(batches_per_epoch - start):
-                yield frames, int(frames.shape[0])
-
-        def evaluate() -> dict[str, float]:
-            sync_weights(evaluation_model, model)
-            totals: dict[str, float] = {}
-            for rows, frames in sequential_batches(obs, heldout_rows, 256):
-                for key, value in evaluate_step(frames).items():
-                    totals[key] = totals.get(key, 0.0) + float(value) * len(rows)
-            return {key: value / len(heldout_rows) for key, value in totals.items()}
-
-        state = train_epochs(
-            name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=batches_per_epoch,
-            batches=batches, train_step=lambda frames, step: train_step(frames, tf.constant(step, tf.int64)),
-            evaluate=evaluate, checkpoint=checkpoint, model=model, optimizer=optimizer,
-            log_folder=log_folder, checkpoint_seconds=config.checkpoint_seconds,
-        )
-
-        # Held-out originals next to their reconstructions, spread over the held-out episodes.
-        sample_rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(config.samples, len(heldout_rows))).astype(int)])
-        originals = obs[sample_rows]
-        reconstructions = output_to_frames(sync_weights(evaluation_model, model)(frames_to_input(originals))[0])
-        env_id = rollouts.attr("env_id")
-
-    with writing_artifact(out) as f:
-        write_root_attributes(
-            f, kind="vae", stage=STAGE_NAME, seed=seed, config_json=config_to_json(config), inputs=[input_ref],
-            fingerprint=fingerprint,
-            extra={"latent_dim": config.latent_dim, "env_id": env_id, "rollouts_fingerprint": input_ref.fingerprint},
-        )
+    state = train_epochs(
+        name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=batches_per_epoch,
+        batches=batches, train_step=lambda frames, step: train_step(frames, tf.constant(step, tf.int64)),
+        evaluate=heldout_evaluation(evaluation_model, model, obs, heldout_rows, float(config.kl_tolerance)),
+        checkpoint=checkpoint, model=model, optimizer=optimizer, log_folder=output.log_folder,
+        checkpoint_seconds=config.checkpoint_seconds,
+    )
+    evaluation_model = sync_weights(evaluation_model, model)
+    with output.artifact(latent_dim=config.latent_dim, env_id=rollouts.attr("env_id"), rollouts_fingerprint=rollouts.fingerprint) as f:
         write_training_record(f, evaluation_model, state.history)
-        for name, images in (
-            ("original", originals),
-            ("reconstruction", reconstructions),
-            ("comparison", side_by_side([originals, reconstructions])),
-        ):
-            mark_as_image_stack(f.create_dataset(f"samples/{name}", data=images))
-        f.create_dataset("samples/rows", data=sample_rows)
+        write_samples(f, evaluation_model, obs, heldout_rows, config.samples)
     checkpoint.remove()
     final = state.history[-1]
-    log(f"Wrote {out}: held-out reconstruction error {final['heldout/reconstruction']:.2f} (summed squared error "
-        f"per frame), KL {final['heldout/kl']:.2f}; curves in {log_folder / 'loss.png'}.")
-    return StageResult(out, fingerprint, "written")
+    log(f"Wrote {output.path}: held-out reconstruction error {final['heldout/reconstruction']:.2f} (summed squared error "
+        f"per frame), KL {final['heldout/kl']:.2f}; curves in {output.log_folder / 'loss.png'}.")
+
+
+def heldout_evaluation(evaluation_model: Any, model: Any, obs: Any, rows: Any, kl_tolerance: float) -> Callable[[], dict[str, float]]:
+    """The held-out metrics of the current weights: the losses of the deterministic reconstruction (z = mu), per frame."""
+    from wm.data.frames import sequential_batches
+    from wm.losses import vae_loss
+    from wm.models.vae import IMAGE_SHAPE, frames_to_input
+    from wm.tfsetup import tensorflow
+    from wm.training import sync_weights
+
+    tf = tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8)], jit_compile=False)
+    def evaluate_step(frames):
+        x = frames_to_input(frames)
+        reconstruction, mu, logvar, _ = evaluation_model(x)
+        return vae_loss(x, reconstruction, mu, logvar, kl_tolerance)
+
+    def evaluate() -> dict[str, float]:
+        sync_weights(evaluation_model, model)
+        totals: dict[str, float] = {}
+        for batch_rows, frames in sequential_batches(obs, rows, 256):
+            for key, value in evaluate_step(frames).items():
+                totals[key] = totals.get(key, 0.0) + float(value) * len(batch_rows)
+        return {key: value / len(rows) for key, value in totals.items()}
+
+    return evaluate
+
+
+def write_samples(f: Any, model: Any, obs: Any, heldout_rows: Any, count: int) -> None:
+    """Held-out originals beside their reconstructions (image stacks viewers show), spread over the held-out episodes."""
+    import numpy as np
+
+    from wm.io.artifact import mark_as_image_stack
+    from wm.media import side_by_side
+    from wm.models.vae import frames_to_input, output_to_frames
+
+    rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(count, len(heldout_rows))).astype(int)])
+    originals = obs[rows]
+    reconstructions = output_to_frames(model(frames_to_input(originals))[0])
+    for name, images in (("original", originals), ("reconstruction", reconstructions),
+                         ("comparison", side_by_side([originals, reconstructions]))):
+        mark_as_image_stack(f.create_dataset(f"samples/{name}", data=images))
+    f.create_dataset("samples/rows", data=rows)
 
 
 STAGE = Stage(
     name=STAGE_NAME,
-    run=run,
+    compute=compute,
     config_class=TrainVAEConfig,
     output_kind="vae",
     version=STAGE_VERSION,
     help="Train the World Models VAE (vision) on the frames of a rollouts artifact.",
-    inputs={"rollouts": "rollouts"},
+    inputs={"rollouts": Input("rollouts", "Rollouts artifact whose frames the VAE learns.")},
     default_out=default_out,
+    prepare=prepare,
 )

@@ -64,7 +64,7 @@ def read_all(path: Path) -> dict[str, np.ndarray]:
 def rollout(tmp_path: Path, name: str = "r.h5", seed: int = 0, force: bool = False, **settings) -> Path:
     """Run the rollout stage in-process (serial backend unless told otherwise)."""
     from wm.config import resolve_config
-    from wm.stage import run_stage
+    from wm.runner import run_stage
     from wm.stages.rollout import STAGE, RolloutConfig
 
     settings.setdefault("backend", "serial")
@@ -82,7 +82,7 @@ def fake_rollouts(tmp_path: Path) -> Path:
 
 def run_stage(name: str, out: Path, inputs: dict, seed: int = 0, preset: str = "tiny", **settings):
     """Run stage `name` in-process with a preset and explicit settings."""
-    from wm import stage as runner
+    from wm import runner
     from wm.config import resolve_config
     from wm.stages import get_stage
 

@@ -116,7 +116,7 @@ def test_rollouts_with_a_controller_extend_earlier_rollouts(controllers, chain, 
 def _generations_in(path: Path) -> int:
     try:
         with h5py.File(path, "r") as f:
-            return f["fitness"].shape[0]
+            return f["arrays/fitness"].shape[0]
     except (OSError, KeyError):
         return 0
 

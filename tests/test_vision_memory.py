@@ -223,7 +223,7 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(chai
     checkpoint = tmp_path / "vae.ckpt" / "checkpoint.h5"
     with h5py.File(checkpoint) as f:
         assert json.loads(f.attrs["state_json"])["step"] >= 1
-        assert all(np.isfinite(f["model"][name][()]).all() for name in f["model"])
+        assert all(np.isfinite(f["variables/model"][name][()]).all() for name in f["variables/model"])
 
 
 @pytest.mark.parametrize("stage, input_name, model_kind", [("train-vae", "rollouts", "vae"), ("train-mdnrnn", "latents", "mdnrnn")])

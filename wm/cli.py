@@ -18,7 +18,7 @@ import click
 from wm import __version__
 from wm.config import coerce_value, field_default, field_types, resolve_config, unwrap_optional
 from wm.errors import WMError
-from wm.stage import run_stage
+from wm.runner import run_stage
 
 
 def _fail(error: WMError) -> None:
@@ -87,14 +87,8 @@ def _stage_command(stage: Any) -> click.Command:
         _guarded(action)
 
     params: list[click.Parameter] = []
-    for name, kind in stage.inputs.items():
-        optional = name in stage.optional_inputs
-        params.append(
-            click.Option(
-                [f"--{name.replace('_', '-')}", name], required=not optional, type=click.Path(),
-                help=stage.input_help.get(name, f"Input {kind} artifact."),
-            )
-        )
+    for name, spec in stage.inputs.items():
+        params.append(click.Option([f"--{name.replace('_', '-')}", name], required=not spec.optional, type=click.Path(), help=spec.help))
     for field in fields:
         flag = field.metadata.get("flag")
         if flag:  # "--on/--off": the default is shown as the flag that gives it

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -23,6 +23,23 @@ import numpy as np
 from wm.errors import ArtifactError
 
 PARAM_CHOICES = ("mean", "best")
+# Seed purposes of controller training (wm.episodes.purpose_seed / wm.rng keys): every use of the run seed draws its own episodes.
+DREAM_TRAIN, REAL_TRAIN, DREAM_SCORE, REAL_SCORE, PPO_DREAMS = 1, 2, 3, 4, 5
+
+
+@dataclass
+class TrainingSetting:
+    """What both controller-training algorithms (`wm.cmaes`, `wm.ppo`) need: the config, the world model, the controller's layout and the dream."""
+
+    config: Any  # TrainControllerConfig
+    seed: int
+    env_id: str
+    max_steps: int
+    layout: Any  # wm.models.controller.ControllerLayout
+    rules: Any  # DreamRules, or None when the MDN-RNN cannot score a dream (no reward and no done head)
+    dream: Any  # wm.dream.batched.Dream, or None
+    vae_path: str
+    mdnrnn_path: str
 
 
 def write_controller(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,8 @@ def side_by_side(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
 
 def write_video(frames: np.ndarray, out: Path, fps: float) -> None:
     """Write [T, H, W, 3] uint8 frames to `out` (.gif or .mp4) via a temporary file in the same folder."""
+    from wm.io.artifact import commit
+
     check_media_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.parent / f".{out.stem}.tmp{out.suffix}"
@@ -51,7 +52,7 @@ def write_video(frames: np.ndarray, out: Path, fps: float) -> None:
             with imageio.get_writer(temporary, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
                 for frame in padded:
                     writer.append_data(frame)
-        os.replace(temporary, out)
+        commit(temporary, out)  # refuses to replace a file another program wrote there meanwhile (wm.io.lock)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -174,7 +174,7 @@ def _owned_by(path: Path, stage: str) -> bool:
 
 def _run_step(stage: Any, config: Any, out: Path, seed: int, inputs: dict, *, rerun: bool, force: bool) -> Any:
     """Run one step; `rerun` runs it even when its output is up to date (the old output is kept until the new one is complete)."""
-    from wm.stage import run_stage
+    from wm.runner import run_stage
 
     replace_changed = force or not out.exists() or _owned_by(out, stage.name)
     return run_stage(stage, config, out=out, seed=seed, inputs=inputs, force=replace_changed, rerun=rerun)
@@ -197,7 +197,7 @@ def run_pipeline(
     """Run the steps of recipe `name` (from `from_stage` to `to_stage`) into its run folder; returns the manifest."""
     from wm.io.artifact import open_artifact
     from wm.io.lock import OutputLock
-    from wm.stage import log
+    from wm.progress import log
     from wm.stages import get_stage
 
     recipe = get_recipe(name)

@@ -20,10 +20,12 @@ or as a one-hot for argmax); for a Box a diagonal Gaussian u ~ N(mean, std), cli
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 
+from wm.errors import Interrupted
 from wm.tfsetup import keras, tensorflow
 
 tf = tensorflow()
@@ -113,3 +115,133 @@ def raw_output(layout: Any, model: ActorCritic, action: Any) -> Any:
     if layout.action_map == "thirds":
         return tf.cast(action, tf.float32)[:, None] - 1.0
     return tf.one_hot(action, layout.outputs)
+
+
+def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
+    """Run (or resume) PPO inside the dream; returns the history, no real seeds, and the actor-critic to store.
+
+    Every iteration steps `ppo_dreams` dreams together for `ppo_steps` steps (a dream that ends
+    restarts from a new first frame), then makes `ppo_epochs` passes of minibatch updates of the
+    clipped surrogate, the value loss and the entropy bonus over those samples.
+    """
+    from wm.controllers import PPO_DREAMS, plot_learning_curve
+    from wm.dream.batched import DreamVector
+    from wm.models.controller import features, tf_env_action, tf_model_action
+    from wm.progress import Progress, log
+    from wm.rng import keys_from_seeds
+    from wm.training import MetricsLog, apply_if_finite, check_finite, start_or_resume
+
+    config, layout, seed = setting.config, setting.layout, setting.seed
+    keras.utils.set_random_seed(seed)
+    discrete = layout.discrete
+    model = build_actor_critic(input_dim=layout.input_dim, actions=layout.action_dim if discrete else layout.outputs,
+                               discrete=discrete, hidden=config.ppo_layers_tuple())
+    optimizer = keras.optimizers.Adam(config.ppo_learning_rate, clipnorm=0.5)
+    checkpoint, state, saved = start_or_resume(output, model, optimizer)
+    dreams = DreamVector(setting.dream, keys_from_seeds(seed, [(PPO_DREAMS, i) for i in range(config.ppo_dreams)]))
+    running_return = np.zeros(config.ppo_dreams)
+    if state.epoch:
+        saved = dict(saved)
+        running_return = saved.pop("running_return")
+        dreams.set_state(saved)
+        log(f"Resuming from {checkpoint.path}: iteration {state.epoch + 1}.")
+
+    @tf.function(jit_compile=False)
+    def act(z, h, c, sample_seed):
+        x = features(layout, z, h, c, concat=tf.concat)
+        output, value = model(x)
+        action = model.sample(output, sample_seed)
+        log_prob, _ = model.log_prob_entropy(output, action)
+        model_input = tf_model_action(layout, tf_env_action(layout, raw_output(layout, model, action)))
+        return x, action, log_prob, value, model_input
+
+    @tf.function(jit_compile=False)
+    def value_of(z, h, c):
+        return model(features(layout, z, h, c, concat=tf.concat))[1]
+
+    @tf.function(jit_compile=False)
+    def update(x, action, old_log_prob, advantages, targets):
+        with tf.GradientTape() as tape:
+            output, value = model(x)
+            log_prob, entropy = model.log_prob_entropy(output, action)
+            policy_loss = clipped_surrogate(log_prob, old_log_prob, advantages, config.ppo_clip)
+            value_loss = 0.5 * tf.reduce_mean(tf.square(value - targets))
+            entropy = tf.reduce_mean(entropy)
+            loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+        gradients = tape.gradient(loss, model.trainable_variables)
+        finite = apply_if_finite(optimizer, loss, gradients, model.trainable_variables)
+        ratio = tf.exp(log_prob - old_log_prob)
+        return {
+            "loss": loss, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+            "approx_kl": tf.reduce_mean(old_log_prob - log_prob),
+            "clip_fraction": tf.reduce_mean(tf.cast(tf.abs(ratio - 1.0) > config.ppo_clip, tf.float32)), "finite": finite,
+        }
+
+    metrics = MetricsLog(output.log_folder)
+    samples = config.ppo_dreams * config.ppo_steps
+    minibatch = min(config.ppo_minibatch, samples)
+    progress = Progress(config.ppo_iterations, description="train-controller ppo", unit="it", initial=state.epoch, secondary_unit="steps")
+    try:
+        for iteration in range(state.epoch, config.ppo_iterations):
+            started = time.monotonic()
+            buffers: dict[str, list] = {name: [] for name in ("x", "action", "log_prob", "value", "reward", "done")}
+            finished_returns, finished_lengths = [], []
+            for t in range(config.ppo_steps):
+                sample_seed = tf.constant([seed, iteration * config.ppo_steps + t], tf.int64)
+                x, action, log_prob, value, model_input = act(dreams.z, dreams.h, dreams.c, sample_seed)
+                length_before = dreams.t.numpy() + 1
+                reward, terminated, truncated, final = dreams.step(model_input)
+                reward, terminated, truncated = reward.numpy().astype(np.float64), terminated.numpy(), truncated.numpy()
+                ended = terminated | truncated
+                running_return += reward
+                finished_returns += running_return[ended].tolist()
+                finished_lengths += length_before[ended].tolist()
+                running_return[ended] = 0.0
+                target_reward = reward.copy()
+                if truncated.any():  # cut by the step cap, not ended by the model: bootstrap with V(s_final)
+                    target_reward += config.gamma * truncated * value_of(*final).numpy()
+                for name, item in (("x", x), ("action", action), ("log_prob", log_prob), ("value", value)):
+                    buffers[name].append(item.numpy())
+                buffers["reward"].append(target_reward)
+                buffers["done"].append(ended.astype(np.float64))
+            last_value = value_of(dreams.z, dreams.h, dreams.c).numpy()
+            values = np.stack(buffers["value"]).astype(np.float64)
+            advantages, targets = gae(np.stack(buffers["reward"]), values, np.stack(buffers["done"]), last_value, config.gamma, config.gae_lambda)
+            flat = {
+                "x": np.concatenate(buffers["x"]), "action": np.concatenate(buffers["action"]),
+                "log_prob": np.concatenate(buffers["log_prob"]), "advantages": advantages.reshape(-1), "targets": targets.reshape(-1),
+            }
+            flat["advantages"] = (flat["advantages"] - flat["advantages"].mean()) / (flat["advantages"].std() + 1e-8)
+            sums: dict[str, float] = {}
+            updates = 0
+            for epoch in range(config.ppo_epochs):
+                order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(PPO_DREAMS, iteration, epoch))).permutation(samples)
+                for begin in range(0, samples - minibatch + 1, minibatch):
+                    rows = order[begin : begin + minibatch]
+                    result = update(*(tf.constant(flat[name][rows]) for name in ("x", "action", "log_prob", "advantages", "targets")))
+                    result = {key: value.numpy() for key, value in result.items()}
+                    check_finite(result, name="train-controller", where=f"PPO iteration {iteration + 1}", checkpoint_folder=checkpoint.folder,
+                                 advice="lower the learning rate or change the seed, and start over with --force")
+                    for key, value in result.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                    updates += 1
+            row: dict[str, Any] = {"iteration": iteration + 1, "seconds": time.monotonic() - started}
+            row.update({f"ppo/{key}": total / max(updates, 1) for key, total in sums.items()})
+            if finished_returns:
+                row.update({"dream/return": float(np.mean(finished_returns)), "dream/length": float(np.mean(finished_lengths)),
+                            "dream/episodes": len(finished_returns)})
+            state.history.append(row)
+            state.epoch = iteration + 1
+            state.step += updates
+            checkpoint.save(state.to_dict(), {**dreams.state(), "running_return": running_return})
+            metrics.write(row, iteration + 1)
+            plot_learning_curve(state.history, output.log_folder / "learning.png", "PPO in the dream", "iteration")
+            progress.update(1, secondary=samples, postfix=f"dream return {row.get('dream/return', float('nan')):.1f}")
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"Interrupted: {state.epoch} of {config.ppo_iterations} iterations are done and checkpointed in {checkpoint.folder}; "
+            "run the same command again to resume."
+        ) from None
+    finally:
+        progress.close()
+    return state.history, np.zeros(0, np.uint32), {"model": model}

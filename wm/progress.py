@@ -9,6 +9,16 @@ from typing import Any, TextIO
 LOG_INTERVAL_SECONDS = 10.0
 
 
+def log(message: str) -> None:
+    """A progress line, on stderr (stdout stays free for results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 episode', '3 episodes'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 class Progress:
     """Counts finished items (episodes, batches) and an optional secondary count (frames)."""
 

@@ -1,8 +1,8 @@
-"""What the training stages share: checkpoints, resume, the NaN guard, metrics and loss curves.
+"""What the training loops share: the epoch loop, resume, the non-finite guard, metrics and loss curves.
 
 Folders beside an output `X/name.h5`:
     X/name.ckpt/checkpoint.h5   weights, optimizer state, counters and history of the unfinished run
-                                (HDF5, no pickle); removed once the artifact is written
+                                (`wm.checkpoint`); removed once the artifact is written
     X/name.logs/metrics.jsonl   one JSON line per epoch, keys `split/name`
     X/name.logs/tensorboard/    the same scalars for TensorBoard
     X/name.logs/loss.png        the curves
@@ -14,45 +14,18 @@ resumed from a checkpoint continues exactly where the killed one was.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from wm.errors import Interrupted, OutputExistsError, TrainingDiverged
-from wm.io.artifact import commit, open_h5
-
-CHECKPOINT_FILE = "checkpoint.h5"
-
-
-def run_folders(out: Path) -> tuple[Path, Path]:
-    """(checkpoint folder, log folder) of the run writing `out`."""
-    out = Path(out)
-    return out.parent / f"{out.stem}.ckpt", out.parent / f"{out.stem}.logs"
-
-
-def save_variables(group: Any, variables: Iterable[Any]) -> None:
-    """Store variables in order as datasets `00000`, `00001`, ... with their Keras path as an attribute."""
-    for index, variable in enumerate(variables):
-        dataset = group.create_dataset(f"{index:05d}", data=np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable))
-        dataset.attrs["path"] = str(getattr(variable, "path", getattr(variable, "name", "")))
-
-
-def load_variables(group: Any, variables: list[Any], what: str) -> None:
-    """Assign stored values to `variables` in order; a count or shape mismatch raises ValueError naming `what`."""
-    names = sorted(group.keys())
-    if len(names) != len(variables):
-        raise ValueError(f"{what} holds {len(names)} arrays but the model has {len(variables)} variables")
-    for name, variable in zip(names, variables):
-        value = group[name][()]
-        if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(f"{what}: array {group[name].attrs.get('path', name)} has shape {value.shape}, expected {tuple(variable.shape)}")
-        variable.assign(value)
+from wm.errors import Interrupted, TrainingDiverged
+from wm.progress import log
 
 
 @dataclass
@@ -66,99 +39,23 @@ class TrainingState:
     count: int = 0  # batches in those sums
     history: list[dict[str, float]] = field(default_factory=list)  # one row per completed epoch
 
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-class Checkpoint:
-    """The resumable state of one training run, in `folder/checkpoint.h5`, tied to the run's fingerprint."""
-
-    def __init__(self, folder: Path, fingerprint: str):
-        self.folder, self.fingerprint = Path(folder), fingerprint
-        self.path = self.folder / CHECKPOINT_FILE
-
-    def load(self, model: Any, optimizer: Any, *, force: bool) -> TrainingState:
-        """The saved state (variables assigned into `model` and `optimizer`), or a fresh state.
-
-        A checkpoint of another configuration is refused unless `force`, which discards it.
-        """
-        state_json = self.load_groups({"model": list(model.weights), "optimizer": list(optimizer.variables)}, force=force)
-        return TrainingState() if state_json is None else TrainingState(**json.loads(state_json))
-
-    def load_groups(self, groups: Mapping[str, list[Any]], *, force: bool) -> str | None:
-        """Assign the saved arrays of each group (name -> variables in order) and return the saved state's
-        JSON; None when there is nothing to resume (no checkpoint, or one discarded by `force`)."""
-        if not self.path.exists():
-            return None
-        try:
-            with open_h5(self.path) as f:
-                found = f.attrs.get("fingerprint")
-                found = found.decode() if isinstance(found, bytes) else found
-                if found != self.fingerprint:
-                    if not force:
-                        raise OutputExistsError(
-                            f"{self.folder} holds an unfinished training run with other settings or inputs; run that "
-                            "command again to resume it, or pass --force to discard it."
-                        )
-                    shutil.rmtree(self.folder)
-                    return None
-                for name, variables in groups.items():
-                    load_variables(f[name], variables, f"checkpoint {self.path}")
-                state_json = f.attrs["state_json"]
-                return state_json.decode() if isinstance(state_json, bytes) else str(state_json)
-        except (OSError, KeyError, ValueError) as exc:
-            if force:
-                shutil.rmtree(self.folder)
-                return None
-            raise OutputExistsError(
-                f"{self.path} cannot be resumed ({exc}); pass --force to discard it and start again."
-            ) from None
-
-    def save(self, state: TrainingState, model: Any, optimizer: Any, extra: Mapping[str, np.ndarray] | None = None) -> None:
-        """Write the state atomically (a kill while saving keeps the previous checkpoint).
-
-        `extra` holds further arrays a run needs to continue exactly (PPO: the dreams in progress).
-        """
-        self.save_groups(state.to_json(), {"model": model.weights, "optimizer": optimizer.variables}, extra)
-
-    def save_groups(self, state_json: str, groups: Mapping[str, Iterable[Any]], extra: Mapping[str, np.ndarray] | None = None) -> None:
-        """Write a state's JSON and each group of variables atomically (see `save`)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{CHECKPOINT_FILE}.tmp"
-        with open_h5(temporary, "w") as f:
-            f.attrs["fingerprint"] = self.fingerprint
-            f.attrs["state_json"] = state_json
-            for name, variables in groups.items():
-                save_variables(f.create_group(name), variables)
-            for name, values in (extra or {}).items():
-                f.create_dataset(f"extra/{name}", data=np.asarray(values))
-        commit(temporary, self.path)
-
-    def load_extra(self) -> dict[str, np.ndarray]:
-        """The `extra` arrays of the saved checkpoint (empty if there is none)."""
-        if not self.path.exists():
-            return {}
-        with open_h5(self.path) as f:
-            return {name: f["extra"][name][()] for name in f.get("extra", {})}
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def start_or_resume(out: Path, fingerprint: str, model: Any, optimizer: Any, *, force: bool) -> tuple[Checkpoint, Path, TrainingState]:
-    """The checkpoint, log folder and state of the run writing `out`: resumed if a checkpoint of it exists.
+def start_or_resume(output: Any, model: Any, optimizer: Any) -> tuple[Any, TrainingState, dict[str, np.ndarray]]:
+    """The checkpoint (tracking `model` and `optimizer`), state and saved arrays of the run writing `output`.
 
     Builds the optimizer first, so that its slot variables exist to be restored.
     """
-    from wm.stage import log
-
     optimizer.build(model.trainable_variables)
-    checkpoint_folder, log_folder = run_folders(out)
-    checkpoint = Checkpoint(checkpoint_folder, fingerprint)
-    state = checkpoint.load(model, optimizer, force=force)
-    if state.epoch or state.batch:
-        log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
-    return checkpoint, log_folder, state
+    checkpoint = output.checkpoint().track(model=model.weights, optimizer=optimizer.variables)
+    saved = checkpoint.load()
+    if saved is None:
+        return checkpoint, TrainingState(), {}
+    state = TrainingState(**saved[0])
+    log(f"Resuming from {checkpoint.path}: epoch {state.epoch + 1}, batch {state.batch + 1}.")
+    return checkpoint, state, saved[1]
 
 
 # Keys of a history row that describe the epoch rather than measure the model: no final_* attribute, no TensorBoard scalar.
@@ -244,7 +141,7 @@ def train_epochs(
     batches: Callable[[int, int], Iterator[tuple[Any, int]]],
     train_step: Callable[[Any, int], Mapping[str, Any]],
     evaluate: Callable[[], Mapping[str, float]],
-    checkpoint: Checkpoint,
+    checkpoint: Any,
     model: Any,
     optimizer: Any,
     log_folder: Path,
@@ -281,7 +178,7 @@ def train_epochs(
                 epoch_items += items
                 progress.update(1, secondary=items, postfix=f"epoch {epoch + 1}/{epochs}, loss {float(values['loss']):.4g}")
                 if time.monotonic() - last_save >= checkpoint_seconds:
-                    checkpoint.save(state, model, optimizer)
+                    checkpoint.save(state.to_dict())
                     last_save = time.monotonic()
             # seconds and items (frames or steps): the epoch's updates and checkpoints in this process (after a resume,
             # only its part of the epoch), without the held-out evaluation
@@ -290,7 +187,7 @@ def train_epochs(
             row.update({f"heldout/{key}": value for key, value in evaluate().items()})
             state.history.append(row)
             state.epoch, state.batch, state.sums, state.count = epoch + 1, 0, {}, 0
-            checkpoint.save(state, model, optimizer)
+            checkpoint.save(state.to_dict())
             last_save = time.monotonic()
             metrics.write(row, state.step)
             plot_history(state.history, Path(log_folder) / "loss.png", name)

@@ -17,10 +17,15 @@ import numpy as np
 from wm.errors import UsageError
 
 
-def split_episodes(num_episodes: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training, held-out) episode numbers: a seeded random `heldout_fraction` (at least one) is held out."""
+def check_episode_count(num_episodes: int) -> None:
+    """Training holds one episode or more out for validation, so it needs at least 2."""
     if num_episodes < 2:
         raise UsageError(f"Training needs at least 2 episodes (one is held out for validation); the input has {num_episodes}.")
+
+
+def split_episodes(num_episodes: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) episode numbers: a seeded random `heldout_fraction` (at least one) is held out."""
+    check_episode_count(num_episodes)
     heldout = min(num_episodes - 1, max(1, int(round(heldout_fraction * num_episodes))))
     order = np.random.default_rng(np.random.SeedSequence([seed, 0x5E1])).permutation(num_episodes)
     return np.sort(order[heldout:]), np.sort(order[:heldout])

@@ -77,8 +77,13 @@ def load_world_model(vae_path: str | Path, mdnrnn_path: str | Path, *, with_vae:
     from wm.io.artifact import open_artifact
 
     with open_artifact(vae_path, "vae") as vae, open_artifact(mdnrnn_path, "mdnrnn") as mdnrnn:
-        check_pair(vae, mdnrnn)
-        return _from_artifacts(vae if with_vae else None, mdnrnn, mdnrnn, "model", "model", vae.fingerprint, mdnrnn.fingerprint)
+        return world_model_of_pair(vae, mdnrnn, with_vae=with_vae)
+
+
+def world_model_of_pair(vae: Any, mdnrnn: Any, *, with_vae: bool = True) -> WorldModel:
+    """V and M from their open artifacts, after checking that they belong together."""
+    check_pair(vae, mdnrnn)
+    return _from_artifacts(vae if with_vae else None, mdnrnn, mdnrnn, "model", "model", vae.fingerprint, mdnrnn.fingerprint)
 
 
 def embed_world_model(f: Any, vae: Any, mdnrnn: Any) -> None:

@@ -244,7 +244,7 @@ def agent_from_artifact(artifact: Any) -> Agent:
     """The trained agent of an open `dreamer` artifact."""
     import json
 
-    from wm.training import load_variables
+    from wm.io.models import load_variables
 
     shape = AgentShape(**json.loads(artifact.attr("agent_shape_json")))
     learning = Learning(**json.loads(artifact.attr("learning_json")))

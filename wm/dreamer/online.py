@@ -18,14 +18,13 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wm.errors import OutputExistsError
 from wm.training import check_finite
-from wm.stage import log
+from wm.progress import log
 
 METRICS_EVERY_UPDATES = 100
 # Streams of the stateless seeds: (seed, stream, counter).
@@ -69,20 +68,19 @@ class LoopState:
 class OnlineRun:
     """One `wm train-dreamer` run: its agent, environment, replay, counters and files."""
 
-    def __init__(self, config: Any, shape: Any, learning: Any, env: Any, out: Path, seed: int, fingerprint: str,
-                 root_attributes: dict[str, Any], prefill: Any, *, force: bool):
+    def __init__(self, config: Any, shape: Any, learning: Any, env: Any, output: Any, seed: int, attributes: dict[str, Any], prefill: Any):
         from wm.dreamer.agent import Agent
         from wm.dreamer.replay import WindowSampler
         from wm.envs.spaces import storage_layout
-        from wm.io.artifact import open_h5
+        from wm.io.artifact import file_identity, open_h5
         from wm.io.rollouts import RolloutsWriter
         from wm.tfsetup import keras, tensorflow
-        from wm.training import MetricsLog, run_folders
+        from wm.training import MetricsLog
 
         self.tf, keras = tensorflow(), keras()
-        self.config, self.shape, self.env, self.out, self.seed = config, shape, env, Path(out), seed
-        self.fingerprint, self.root_attributes, self.prefill = fingerprint, root_attributes, prefill
-        self.checkpoint_folder, self.log_folder = run_folders(self.out)
+        self.config, self.shape, self.env, self.output, self.out, self.seed = config, shape, env, output, output.path, seed
+        self.attributes, self.prefill = attributes, prefill
+        self.checkpoint_folder, self.log_folder = output.checkpoint_folder, output.log_folder
         self.replay_path = self.checkpoint_folder / "replay.h5"
         space = env.action_space
         self.low = getattr(space, "low", None)
@@ -91,13 +89,12 @@ class OnlineRun:
         keras.utils.set_random_seed(seed)
         self.agent = Agent(shape, learning)
         self.state = LoopState()
-        resumed = self._load_checkpoint(force)
+        resumed = self._load_checkpoint()
         self.checkpoint_folder.mkdir(parents=True, exist_ok=True)
         self.replay_file = open_h5(self.replay_path, "a" if resumed else "w")
+        self.replay_written = file_identity(self.replay_file)
         if not resumed:
-            from wm.io.artifact import write_root_attributes
-
-            write_root_attributes(self.replay_file, kind="replay", **root_attributes)
+            output.write_root_attributes(self.replay_file, kind="replay", **attributes)
         layout = storage_layout(env.observation_space, env.action_space)
         self.writer = RolloutsWriter(self.replay_file, **layout, compression=config.compression, image_obs=shape.image)
         if resumed:
@@ -120,15 +117,13 @@ class OnlineRun:
             "critic_optimizer": list(agent.critic_optimizer.variables),
         }
 
-    def _load_checkpoint(self, force: bool) -> bool:
-        from wm.training import Checkpoint
-
-        self.checkpoint = Checkpoint(self.checkpoint_folder, self.fingerprint)
-        state_json = self.checkpoint.load_groups(self._variable_groups(), force=force)
-        if state_json is None:
+    def _load_checkpoint(self) -> bool:
+        self.checkpoint = self.output.checkpoint().track(**self._variable_groups())
+        saved = self.checkpoint.load()
+        if saved is None:
             shutil.rmtree(self.checkpoint_folder, ignore_errors=True)  # a replay without a checkpoint: nothing to resume from
             return False
-        self.state = LoopState(**json.loads(state_json))
+        self.state = LoopState(**saved[0])
         self.agent.updates.assign(self.state.updates)
         return True
 
@@ -147,7 +142,7 @@ class OnlineRun:
     def save_checkpoint(self) -> None:
         """Write networks, optimizers and counters atomically (a kill while saving keeps the previous one)."""
         self.state.updates = int(self.agent.updates.numpy())
-        self.checkpoint.save_groups(json.dumps(dataclasses.asdict(self.state)), self._variable_groups())
+        self.checkpoint.save(dataclasses.asdict(self.state))
         self._last_checkpoint = time.monotonic()
         self.checkpointed_steps = self.state.env_steps
 
@@ -349,8 +344,8 @@ class OnlineRun:
 
     def write_artifacts(self) -> None:
         """The `dreamer` artifact at `out` and the finished replay at `<out stem>.replay.h5`; then the checkpoint goes."""
-        from wm.io.artifact import commit, write_root_attributes, writing_artifact
-        from wm.training import save_variables
+        from wm.io.artifact import commit
+        from wm.io.models import save_variables
 
         self.plot()
         # Every environment seed this agent met, so that `wm evaluate` can stay clear of them.
@@ -360,20 +355,15 @@ class OnlineRun:
         self.writer.finish()
         self.replay_file.close()
         replay_out = self.out.parent / f"{self.out.stem}.replay.h5"
-        commit(self.replay_path, replay_out)
+        commit(self.replay_path, replay_out, self.replay_written)
         state = self.state
-        with writing_artifact(self.out) as f:
-            attributes = dict(self.root_attributes)
-            extra = dict(attributes.pop("extra"))
-            final = state.eval_history[-1]
-            extra.update({
-                "agent_shape_json": json.dumps(dataclasses.asdict(self.shape)),
-                "learning_json": json.dumps(dataclasses.asdict(self.agent.learning)),
-                "env_steps": state.env_steps, "updates": int(self.agent.updates.numpy()), "train_seconds": state.seconds,
-                "final_return_mean": final["return_mean"], "final_return_std": final["return_std"],
-                "replay_path": replay_out.name,
-            })
-            write_root_attributes(f, kind="dreamer", extra=extra, **attributes)
+        final = state.eval_history[-1]
+        with self.output.artifact(
+            **self.attributes, agent_shape_json=json.dumps(dataclasses.asdict(self.shape)),
+            learning_json=json.dumps(dataclasses.asdict(self.agent.learning)), env_steps=state.env_steps,
+            updates=int(self.agent.updates.numpy()), train_seconds=state.seconds, final_return_mean=final["return_mean"],
+            final_return_std=final["return_std"], replay_path=replay_out.name,
+        ) as f:
             save_variables(f.create_group("agent"), self.agent.weights)
             f.create_dataset("training_env_seeds", data=np.asarray(sorted(set(met)), np.uint32))
             for key in ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds"):

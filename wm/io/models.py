@@ -9,16 +9,35 @@ A model artifact is loadable without the data it was trained on and without pick
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
+
+import numpy as np
 
 from wm.errors import ArtifactError
 from wm.io.artifact import Artifact
 
 
+def save_variables(group: Any, variables: Iterable[Any]) -> None:
+    """Store variables in order as datasets `00000`, `00001`, ... with their Keras path as an attribute."""
+    for index, variable in enumerate(variables):
+        dataset = group.create_dataset(f"{index:05d}", data=np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable))
+        dataset.attrs["path"] = str(getattr(variable, "path", getattr(variable, "name", "")))
+
+
+def load_variables(group: Any, variables: list[Any], what: str) -> None:
+    """Assign stored values to `variables` in order; a count or shape mismatch raises ValueError naming `what`."""
+    names = sorted(group.keys())
+    if len(names) != len(variables):
+        raise ValueError(f"{what} holds {len(names)} arrays but the model has {len(variables)} variables")
+    for name, variable in zip(names, variables):
+        value = group[name][()]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{what}: array {group[name].attrs.get('path', name)} has shape {value.shape}, expected {tuple(variable.shape)}")
+        variable.assign(value)
+
+
 def write_model(f: Any, model: Any, group: str = "model") -> None:
     """Store `model` (its class name, get_config() and weights) under `group`."""
-    from wm.training import save_variables
-
     g = f.create_group(group)
     g.attrs["class"] = type(model).__name__
     g.attrs["config_json"] = json.dumps(model.get_config(), sort_keys=True)
@@ -39,8 +58,6 @@ def read_model(artifact: Artifact, build: Callable[..., Any], group: str = "mode
 
 def load_weights(artifact: Artifact, model: Any, group: str = "model") -> None:
     """Load the weights stored in `artifact`'s `group` into `model`, built with the same architecture."""
-    from wm.training import load_variables
-
     try:
         load_variables(artifact.file[group], list(model.weights), str(artifact.path))
     except ValueError as exc:
