@@ -34,10 +34,10 @@ def generation(population: int, rollouts: int, steps: int):
     candidate parameters (population x 1,088), each dream's candidate index and its key.
     """
     from wm import rng
-    from wm.dream.batched import Dream
-    from wm.dream.rules import DreamRules
-    from wm.models.controller import controller_layout
-    from wm.models.mdnrnn import build_mdnrnn
+    from wm.worldmodels.dream.batched import Dream
+    from wm.worldmodels.dream.rules import DreamRules
+    from wm.worldmodels.controller import controller_layout
+    from wm.worldmodels.mdnrnn import build_mdnrnn
     from wm.tfsetup import keras
 
     keras().utils.set_random_seed(0)

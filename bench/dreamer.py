@@ -40,7 +40,8 @@ def cartpole_rollouts(path: Path) -> Path:
 
 def speeds(preset: str, rollouts: Path, updates: int, acting_steps: int) -> dict[str, float]:
     """Updates per second, acting steps per second, and the loop's steps per second for one preset."""
-    from wm.dreamer.online import env_action, stream_seed
+    from wm.actions import dreamer_env_action
+    from wm.dreamer.online import stream_seed
     from wm.dreamer.replay import WindowSampler
     from wm.envs import make_env
     from wm.io.artifact import open_artifact
@@ -77,7 +78,7 @@ def speeds(preset: str, rollouts: Path, updates: int, acting_steps: int) -> dict
     for t in range(acting_steps):
         action, state = agent.act(tf.constant(observation[None]), state, previous, tf.constant(stream_seed(0, 2, t)), True)
         previous = action
-        observation, _, terminated, truncated, _ = env.step(env_action(action.numpy()[0], shape.action_kind, low, high))
+        observation, _, terminated, truncated, _ = env.step(dreamer_env_action(action.numpy()[0], shape.action_kind, low, high))
         if terminated or truncated:
             observation, _ = env.reset()
             state, previous = agent.rssm.initial(1), tf.zeros([1, shape.action_dim])

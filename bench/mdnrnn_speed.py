@@ -21,8 +21,8 @@ STEPS = 200
 
 def make_update(batch: int, jit: bool):
     """A compiled MDN-RNN update on fixed random windows; calling it runs one update."""
-    from wm.losses import done_loss, mixture_nll
-    from wm.models.mdnrnn import build_mdnrnn
+    from wm.worldmodels.losses import done_loss, mixture_nll
+    from wm.worldmodels.mdnrnn import build_mdnrnn
     from wm.tfsetup import keras, tensorflow
 
     tf, keras = tensorflow(), keras()

@@ -44,7 +44,7 @@ def child(seconds: float, precision: str = "float32", loops: tuple[str, ...] = (
 
     The VAE and M compute in `precision` (bench/precision.py compares float32 with mixed_bfloat16).
     """
-    from wm.models.vae import build_vae, make_train_step
+    from wm.worldmodels.vae import build_vae, make_train_step
     from wm.tfsetup import dtype_policy, keras, tensorflow
 
     sys.path.insert(0, os.path.dirname(__file__))

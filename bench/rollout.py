@@ -19,7 +19,7 @@ from pathlib import Path
 from wm.config import resolve_config
 from wm.envs import default_max_steps, make_env
 from wm.episodes import episode_env_seed, episode_policy_rng
-from wm.policies import PolicySpec, make_policy
+from wm.envs.policies import PolicySpec, make_policy
 from wm.stages.rollout import RolloutConfig, run
 
 

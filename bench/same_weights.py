@@ -56,10 +56,12 @@ def run_pipelines(site: Path, folder: Path, seed: int) -> dict[str, float]:
     times = {}
     for pipeline in PIPELINES:
         start = time.perf_counter()
-        subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "wm", "run", pipeline, "--preset", "tiny", "--seed", str(seed), "--out", str(folder / "runs" / pipeline)],
-            check=True, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
+        if result.returncode:
+            sys.exit(f"wm run {pipeline} failed:\n{result.stderr[-3000:]}")
         times[pipeline] = time.perf_counter() - start
     return times
 

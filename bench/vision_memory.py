@@ -59,9 +59,9 @@ def rollout_steps(path: Path) -> int:
 
 def throughput(path: Path, batches: int, rounds: int) -> tuple[float, float]:
     """(streaming, in-memory) frames per second of the VAE update, medians over alternating rounds."""
-    from wm.data.frames import FrameStream
+    from wm.worldmodels.frames import FrameStream
     from wm.io.artifact import open_artifact
-    from wm.models.vae import build_vae, make_train_step
+    from wm.worldmodels.vae import build_vae, make_train_step
     from wm.tfsetup import keras, tensorflow
 
     tf, keras = tensorflow(), keras()

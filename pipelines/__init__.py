@@ -1,7 +1,7 @@
 """Pipeline recipes for `wm run` (installed as `wm.pipelines`).
 
 A recipe is data: an ordered list of steps (a stage, its output file, which earlier steps feed its
-inputs, fixed settings) and presets of per-step overrides; `wm.pipeline` runs them.
+inputs, fixed settings) and presets of per-step overrides; `wm.recipe` runs them.
 """
 
 from .dreamer import DREAMER_CARTPOLE, DREAMER_DOOM_TAKECOVER, DREAMER_PENDULUM

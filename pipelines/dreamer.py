@@ -8,7 +8,7 @@ Presets: `tiny` (tests), `demo` (a short run that shows the loop at work), `pape
 budgets: 50,000 CartPole steps, 30,000 Pendulum steps).
 """
 
-from wm.pipeline import Recipe, Step
+from wm.recipe import Recipe, Step
 from wm.stages.train_dreamer import TrainDreamerConfig
 
 

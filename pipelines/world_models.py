@@ -15,7 +15,7 @@ Presets: `tiny` (tests: a few short episodes, small networks), `demo` (minutes o
 `paper` (the published data size and settings; days on a CPU).
 """
 
-from wm.pipeline import Recipe, Step, with_suffix
+from wm.recipe import Recipe, Step, with_suffix
 
 
 def _chain(env: str, vae: dict, mdnrnn: dict, controller: dict, fidelity: bool) -> list[Step]:

@@ -9,7 +9,7 @@ the RSSM makes of it: the posterior's reconstruction while it watches the first 
 then the open-loop imagination of the same actions through the transition predictor, decoded.
 
 Symbols: z a VAE latent, h the MDN-RNN state, tau the temperature.
-Dream: the very dream `wm train-controller` trains in: the same code (`wm.dream.batched.Dream`), the
+Dream: the very dream `wm train-controller` trains in: the same code (`wm.worldmodels.dream.batched.Dream`), the
 same random streams and the same rules (with --controller, the rules it was trained with). Dream
 `--dream-index i` of seed s uses the key of (s, i) (`view_keys`), so `Dream.run_linear` with that
 key gives the same return. It starts from a recorded first frame chosen by the key (or
@@ -28,7 +28,7 @@ from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, option
 from wm.errors import ArtifactError, ConfigError
-from wm.policies import RANDOM_POLICIES
+from wm.envs.policies import RANDOM_POLICIES
 from wm.progress import log
 from wm.runner import Input, Output, Stage
 
@@ -64,7 +64,7 @@ class DreamConfig(StageConfig):
     PRESETS = {"tiny": {"steps": 10, "scale": 1}, "demo": {"steps": 300}, "paper": {"temperature": 1.15}}
 
     def validate(self) -> None:
-        from wm.dream.rules import check_temperature
+        from wm.worldmodels.dream.rules import check_temperature
 
         check_temperature(self.temperature)
         self.require_at_least(1, "steps", "scale", "context", "max_steps")
@@ -107,13 +107,13 @@ def prepare(config: DreamConfig, inputs: Mapping[str, Any]) -> DreamConfig:
     vae, mdnrnn, compare, controller = inputs["vae"], inputs["mdnrnn"], inputs["compare"], inputs["controller"]
     if vae is None or mdnrnn is None:
         raise UsageError("Give --vae and --mdnrnn (World Models), or --dreamer (a Dreamer agent).")
-    from wm.dream.world import check_pair
+    from wm.worldmodels.dream.world import check_pair
 
     check_pair(vae, mdnrnn)
     if compare is not None:
         check_rollouts_fit(compare, mdnrnn)
     if controller is not None:
-        from wm.controllers import check_controller_fits
+        from wm.worldmodels.controller_artifact import check_controller_fits
 
         check_controller_fits(controller, vae=vae, mdnrnn=mdnrnn)
     if config.episode is None and compare is not None:
@@ -132,14 +132,14 @@ def compute(config: DreamConfig, inputs: Mapping[str, Any], seed: int, output: O
         return
     from wm.io.models import read_model
     from wm.media import upscale, write_video
-    from wm.models.mdnrnn import build_mdnrnn
-    from wm.models.vae import build_vae
+    from wm.worldmodels.mdnrnn import build_mdnrnn
+    from wm.worldmodels.vae import build_vae
 
     mdn_artifact, controller_artifact = inputs["mdnrnn"], inputs["controller"]
     vae, mdnrnn = read_model(inputs["vae"], build_vae), read_model(mdn_artifact, build_mdnrnn)
     controller = trained_rules = None  # (layout, actor) of the controller acting in the dream, and its training rules
     if controller_artifact is not None:
-        from wm.controllers import actor_of, dream_rules_of, layout_of
+        from wm.worldmodels.controller_artifact import actor_of, dream_rules_of, layout_of
 
         controller, trained_rules = (layout_of(controller_artifact), actor_of(controller_artifact)), dream_rules_of(controller_artifact)
     if inputs["compare"] is None:
@@ -160,7 +160,7 @@ def _decode(vae: Any, z: Any) -> Any:
     """Frames [T, 64, 64, 3] uint8 of latents [T, latent], decoded by the VAE in blocks."""
     import numpy as np
 
-    from wm.models.vae import output_to_frames
+    from wm.worldmodels.vae import output_to_frames
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -172,12 +172,12 @@ def _compare(config: DreamConfig, seed: int, rollouts: Any, mdn_artifact: Any, v
     """Real | VAE | MDN-RNN one-step prediction | the dream of the same actions from the same first frame, and its description."""
     import numpy as np
 
-    from wm import mixture
-    from wm.data.sequences import encode_actions
-    from wm.dream.batched import Dream
+    from wm.worldmodels import mixture
+    from wm.actions import memory_inputs
+    from wm.worldmodels.dream.batched import Dream
     from wm.io.rollouts import RolloutsReader
     from wm.media import labelled_columns
-    from wm.models.vae import frames_to_input
+    from wm.worldmodels.vae import frames_to_input
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -190,7 +190,7 @@ def _compare(config: DreamConfig, seed: int, rollouts: Any, mdn_artifact: Any, v
     steps = min(config.steps, episode.length)
     real = episode.obs[:steps]
     mu, logvar = vae.encode(frames_to_input(real))
-    actions = encode_actions(episode.action[:steps], action_dim, discrete)
+    actions = memory_inputs(episode.action[:steps], action_dim, discrete)
     heads, _ = mdnrnn(mu[None], tf.constant(actions[None]))
     predicted = mixture.sample(heads["logits"][0], heads["mu"][0], heads["log_sigma"][0], temperature, tf.constant([seed, 0], tf.int64))
     gray = np.full((1, 64, 64, 3), 128, np.uint8)
@@ -224,7 +224,7 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
     `controller` (layout, actor) acts if given, with the rules it was trained with (options given here win);
     otherwise the environment's random process (`config.policy`) acts.
     """
-    from wm.dream.batched import Dream
+    from wm.worldmodels.dream.batched import Dream
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -235,16 +235,17 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
     rules = _view_rules(config, mdn_artifact, mdnrnn, trained_rules)
     dream = Dream(mdnrnn, initial_mu, mdn_artifact.file["initial/logvar"][:], rules)
     if controller is not None:
-        from wm.models.controller import features, tf_env_action, tf_model_action
+        from wm.actions import tf_controller_env_action, tf_controller_memory_input
+        from wm.worldmodels.controller import features
 
         layout, actor = controller
 
         def act(z, h, c, slots, t):  # the controller sees [z, (c), h] of the state before M reads z
-            return tf_model_action(layout, tf_env_action(layout, actor(features(layout, z, h, c, concat=tf.concat))))
+            return tf_controller_memory_input(layout, tf_controller_env_action(layout, actor(features(layout, z, h, c, concat=tf.concat))))
     else:
-        from wm.dream.actions import policy_action_table
+        from wm.worldmodels.dream.actions import policy_action_table
         from wm.envs.spaces import space_from_json
-        from wm.policies import PolicySpec
+        from wm.envs.policies import PolicySpec
 
         table = tf.constant(policy_action_table(
             PolicySpec(config.policy), env_id, space_from_json(mdn_artifact.attr("action_space_json")), seed, [config.dream_index],
@@ -259,7 +260,7 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
 
 def _view_rules(config: DreamConfig, mdn_artifact: Any, mdnrnn: Any, trained_rules: Any) -> Any:
     """The dream's rules: the options given here, else the controller's training rules, else the defaults."""
-    from wm.dream.rules import dream_rules, rule_options
+    from wm.worldmodels.dream.rules import dream_rules, rule_options
     from wm.envs import default_max_steps
 
     return dream_rules(mdnrnn, reward=trained_rules.reward if trained_rules is not None else "auto", **rule_options(
@@ -286,7 +287,7 @@ def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[st
     import numpy as np
 
     from wm.dreamer.agent import agent_from_artifact
-    from wm.dreamer.replay import action_to_model
+    from wm.actions import dreamer_model_action
     from wm.io.artifact import open_artifact
     from wm.io.rollouts import RolloutsReader
     from wm.media import labelled_columns, write_video
@@ -311,7 +312,7 @@ def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[st
     shape = agent.shape
     steps = min(config.steps, episode.length)
     context = min(config.context, steps)
-    actions = action_to_model(episode.action[:steps], shape.action_kind, shape.action_dim, getattr(space, "low", None), getattr(space, "high", None))
+    actions = dreamer_model_action(episode.action[:steps], shape.action_kind, shape.action_dim, getattr(space, "low", None), getattr(space, "high", None))
     previous = np.concatenate([np.zeros_like(actions[:1]), actions[:-1]])[None]
     is_first = np.zeros((1, context), bool)
     is_first[0, 0] = True

@@ -57,7 +57,7 @@ def compute(config: EncodeConfig, inputs: Mapping[str, Any], seed: int, output: 
 
     from wm.io.models import read_model
     from wm.io.rollouts import chunk_rows, compression_options
-    from wm.models.vae import build_vae
+    from wm.worldmodels.vae import build_vae
 
     rollouts, vae_artifact = inputs["rollouts"], inputs["vae"]
     vae = read_model(vae_artifact, build_vae)
@@ -89,8 +89,8 @@ def encode_frames(vae: Any, obs: Any, mu_out: Any, logvar_out: Any, batch_size: 
     """mu and logvar of q(z | x) for every frame of `obs`, streamed from disk in blocks and written row by row."""
     import numpy as np
 
-    from wm.data.frames import sequential_batches
-    from wm.models.vae import frames_to_input
+    from wm.worldmodels.frames import sequential_batches
+    from wm.worldmodels.vae import frames_to_input
     from wm.progress import Progress
     from wm.tfsetup import tensorflow
 

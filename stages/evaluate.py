@@ -61,7 +61,7 @@ class EvaluateConfig(StageConfig):
             raise ConfigError(f"'cem_candidates' ({self.cem_candidates}) must be at least 'cem_top' ({self.cem_top}).")
         self.require_at_least(0, "dream_episodes")
         self.require_positive("task_timeout")
-        from wm.dream.rules import check_temperature
+        from wm.worldmodels.dream.rules import check_temperature
 
         check_temperature(self.temperature)
         if self.video is not None:
@@ -102,7 +102,7 @@ def prepare(config: EvaluateConfig, inputs: Mapping[str, Any]) -> EvaluateConfig
 
 def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Score the agent over real episodes with fresh seeds (and in its dream); write the `evaluation` artifact."""
-    from wm.controllers import dream_rules_of, layout_of
+    from wm.worldmodels.controller_artifact import dream_rules_of, layout_of
 
     kind = "controller" if inputs["controller"] is not None else "dreamer"
     agent = inputs[kind]
@@ -190,7 +190,7 @@ def _action_counts(actions: np.ndarray) -> np.ndarray | None:
 
 def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:
     """How a worker acts with the evaluated artifact: a controller through its V and M, or a Dreamer agent."""
-    from wm.policies import PolicySpec
+    from wm.envs.policies import PolicySpec
 
     if kind == "dreamer":
         return PolicySpec("dreamer", {"dreamer": path, "planner": config.planner, "cem_horizon": config.cem_horizon,
@@ -201,9 +201,9 @@ def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:
 
 def _dream_scores(controller: Any, layout: Any, rules: Any, temperature: float, config: EvaluateConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The controller's returns in the dream of the world model it carries."""
-    from wm.controllers import actor_of, dream_with_actor
-    from wm.dream.batched import Dream
-    from wm.dream.world import world_model_of
+    from wm.worldmodels.controller_artifact import actor_of, dream_with_actor
+    from wm.worldmodels.dream.batched import Dream
+    from wm.worldmodels.dream.world import world_model_of
     from wm.rng import keys_from_seeds
 
     world = world_model_of(controller, with_vae=False)

@@ -12,7 +12,7 @@
 2. Open-loop prediction on the random process's real episodes (held out from training by
    construction), encoded by the VAE: the MDN-RNN reads the real z_0 .. z_k, then runs on its own
    samples with the recorded actions; the NLL of the real z_{k+j} and the death head's ROC AUC at
-   every horizon j up to the largest of `horizons` (`wm.fidelity`).
+   every horizon j up to the largest of `horizons` (`wm.worldmodels.fidelity`).
 
 The artifact (kind `fidelity`) stores every episode's length and return per policy, the open-loop
 curves and the table; `<out>.png` shows real against dream lengths per policy and error against
@@ -64,7 +64,7 @@ class FidelityConfig(StageConfig):
     PRESETS = {"tiny": {"episodes": 3, "max_steps": 40, "horizons": "1,2,5"}, "demo": {"episodes": 24}, "paper": {"episodes": 100}}
 
     def validate(self) -> None:
-        from wm.dream.rules import check_temperature
+        from wm.worldmodels.dream.rules import check_temperature
 
         check_temperature(self.temperature)
         self.require_at_least(1, "episodes", "open_loop_stride", "max_steps", "workers")
@@ -102,15 +102,15 @@ class PolicyPlan:
     """One compared policy: its name, how it acts in the real environment and in the dream."""
 
     name: str
-    spec: Any  # wm.policies.PolicySpec for real episodes
+    spec: Any  # wm.envs.policies.PolicySpec for real episodes
     record_frames: bool  # its real episodes feed the open-loop evaluation
 
 
 def prepare(config: FidelityConfig, inputs: Mapping[str, Any]) -> FidelityConfig:
     """A V + M pair or a controller (or both, fitting each other); the dream rules the controller was trained under by default."""
-    from wm.controllers import check_controller_fits
-    from wm.dream.rules import rule_options
-    from wm.dream.world import check_pair
+    from wm.worldmodels.controller_artifact import check_controller_fits
+    from wm.worldmodels.dream.rules import rule_options
+    from wm.worldmodels.dream.world import check_pair
     from wm.envs import default_max_steps
 
     vae, mdnrnn, controller = inputs["vae"], inputs["mdnrnn"], inputs["controller"]
@@ -134,7 +134,7 @@ def prepare(config: FidelityConfig, inputs: Mapping[str, Any]) -> FidelityConfig
 
 def _identity(inputs: Mapping[str, Any]) -> tuple[str, str, set[int], Any]:
     """(env id, action space JSON, seeds to avoid, training rules) of the measured world model (a controller's, if given)."""
-    from wm.controllers import dream_rules_of
+    from wm.worldmodels.controller_artifact import dream_rules_of
 
     controller = inputs["controller"]
     if controller is None:
@@ -145,12 +145,12 @@ def _identity(inputs: Mapping[str, Any]) -> tuple[str, str, set[int], Any]:
 
 def compute(config: FidelityConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write the artifact and its PNG."""
-    from wm.dream.batched import Dream
-    from wm.dream.rules import dream_rules
-    from wm.dream.world import world_model_of, world_model_of_pair
+    from wm.worldmodels.dream.batched import Dream
+    from wm.worldmodels.dream.rules import dream_rules
+    from wm.worldmodels.dream.world import world_model_of, world_model_of_pair
     from wm.envs.spaces import space_from_json
     from wm.episodes import purpose_seed
-    from wm.fidelity import PolicyComparison, fidelity_report, open_loop, plot_fidelity
+    from wm.worldmodels.fidelity import PolicyComparison, fidelity_report, open_loop, plot_fidelity
 
     env_id, space_json, avoid, trained_rules = _identity(inputs)
     controller = inputs["controller"]
@@ -185,7 +185,7 @@ def compute(config: FidelityConfig, inputs: Mapping[str, Any], seed: int, output
 
 def _write(output: Output, config: FidelityConfig, env_id: str, rules: Any, comparisons: list, real: Mapping[str, Any], result: Any) -> None:
     """The artifact: every episode's length and return per policy, the open-loop curves and the table."""
-    from wm.fidelity import policy_group
+    from wm.worldmodels.fidelity import policy_group
 
     summaries = {c.name: c.summary() for c in comparisons}
     open_loop_rows = {str(j): result.at(j) for j in config.horizon_list()}
@@ -209,7 +209,7 @@ def _plans(config: FidelityConfig, env_id: str, space: Any, controller_path: Any
     import gymnasium.spaces as spaces
 
     from wm.envs import action_name
-    from wm.policies import PolicySpec
+    from wm.envs.policies import PolicySpec
 
     plans = []
     for name in config.policy_names():
@@ -263,9 +263,9 @@ def _real_episodes(config: FidelityConfig, seed: int, env_id: str, plans: list[P
 
 def _encode(world: Any, episode: Any, seed: int) -> Any:
     """A real episode as the MDN-RNN reads it: z sampled from the VAE's q(z | x), actions as model inputs."""
-    from wm.data.sequences import encode_actions
-    from wm.fidelity import HeldOutEpisode
-    from wm.models.vae import frames_to_input
+    from wm.actions import memory_inputs
+    from wm.worldmodels.fidelity import HeldOutEpisode
+    from wm.worldmodels.vae import frames_to_input
 
     mu, logvar = [], []
     for begin in range(0, episode.length, 256):
@@ -276,7 +276,7 @@ def _encode(world: Any, episode: Any, seed: int) -> Any:
     noise = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(LATENT_NOISE, int(episode.index)))).standard_normal(mu.shape)
     z = (mu + np.exp(0.5 * logvar) * noise).astype(np.float32)
     action_dim, discrete = int(world.mdnrnn.action_dim), world.discrete_actions
-    return HeldOutEpisode(z=z, action=encode_actions(episode.action, action_dim, discrete), done=np.asarray(episode.terminated, bool))
+    return HeldOutEpisode(z=z, action=memory_inputs(episode.action, action_dim, discrete), done=np.asarray(episode.terminated, bool))
 
 
 def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env_id: str, space: Any, world: Any,
@@ -286,10 +286,10 @@ def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env
 
     keys = keys_from_seeds(seed, [(DREAMS, i) for i in range(config.episodes)])
     if plan.name == "controller":
-        from wm.controllers import actor_of, dream_with_actor, layout_of
+        from wm.worldmodels.controller_artifact import actor_of, dream_with_actor, layout_of
 
         return dream_with_actor(dream, layout_of(controller), actor_of(controller, config.params))(keys)
-    from wm.dream.actions import policy_action_table
+    from wm.worldmodels.dream.actions import policy_action_table
 
     table = policy_action_table(plan.spec, env_id, space, real["run_seed"], real["indices"], config.max_steps,
                                 int(world.mdnrnn.action_dim), world.discrete_actions)

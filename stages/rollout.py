@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted, OutputExistsError
-from wm.policies import RANDOM_POLICIES
+from wm.envs.policies import RANDOM_POLICIES
 from wm.progress import log
 from wm.runner import Input, Output, Stage
 
@@ -132,7 +132,7 @@ def _verify_resumed(writer: Any, partial: Path) -> None:
 def prepare(config: RolloutConfig, inputs: Mapping[str, Any]) -> RolloutConfig:
     """The environment's step cap by default; --controller exactly with --policy controller, for this environment;
     --extend rollouts of the same environment."""
-    from wm.controllers import check_controller_fits
+    from wm.worldmodels.controller_artifact import check_controller_fits
     from wm.envs import default_max_steps
 
     controller, extend = inputs["controller"], inputs["extend"]
@@ -171,7 +171,7 @@ def _collect(config: RolloutConfig, output: Output, seed: int, policy_name: str,
     from wm.io.artifact import file_identity, open_h5
     from wm.io.rollouts import RolloutsReader, RolloutsWriter, partial_path
     from wm.parallel import make_executor
-    from wm.policies import PolicySpec
+    from wm.envs.policies import PolicySpec
     from wm.progress import Progress
 
     probe = make_env(config.env, config.max_steps, **config.env_kwargs)

@@ -6,7 +6,7 @@
 
 CMA-ES (the paper, section 3.3 and A.3): each generation asks `population` candidate parameter
 vectors; a candidate's fitness is its mean return over `rollouts` episodes. `--dream` runs all
-population x rollouts dreams of a generation in one compiled batch (`wm.dream.batched`); `--real`
+population x rollouts dreams of a generation in one compiled batch (`wm.worldmodels.dream.batched`); `--real`
 spreads the episodes over the executor (local processes, or Ray). All candidates of a generation
 meet the same episode seeds (common random numbers), new ones every generation. Every
 `real_every` generations the distribution's mean is scored in the real environment (and in the
@@ -14,7 +14,7 @@ dream), so the dream-to-real gap shows while training. The search state is check
 generation: the same command after a kill resumes.
 
 PPO (`--algo ppo`, dream only): an actor-critic on the controller's input, trained on `ppo_dreams`
-dreams stepped together (`wm.ppo`).
+dreams stepped together (`wm.worldmodels.ppo`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class TrainControllerConfig(StageConfig):
     }
 
     def validate(self) -> None:
-        from wm.dream.rules import check_temperature
+        from wm.worldmodels.dream.rules import check_temperature
 
         check_temperature(self.temperature)
         if self.population < 2:
@@ -119,7 +119,7 @@ def default_out(config: TrainControllerConfig) -> str:
 
 def prepare(config: TrainControllerConfig, inputs: Mapping[str, Any]) -> TrainControllerConfig:
     """V and M must belong together."""
-    from wm.dream.world import check_pair
+    from wm.worldmodels.dream.world import check_pair
 
     check_pair(inputs["vae"], inputs["mdnrnn"])
     return config
@@ -127,11 +127,12 @@ def prepare(config: TrainControllerConfig, inputs: Mapping[str, Any]) -> TrainCo
 
 def compute(config: TrainControllerConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Train a controller in the world model `inputs['vae']` + `inputs['mdnrnn']` and write the `controller` artifact."""
-    from wm.controllers import TrainingSetting, write_controller
-    from wm.dream.batched import Dream
-    from wm.dream.world import world_model_of_pair
+    from wm.worldmodels.controller import TrainingSetting
+    from wm.worldmodels.controller_artifact import write_controller
+    from wm.worldmodels.dream.batched import Dream
+    from wm.worldmodels.dream.world import world_model_of_pair
     from wm.envs import default_max_steps
-    from wm.models.controller import controller_layout
+    from wm.worldmodels.controller import controller_layout
 
     vae, mdnrnn = inputs["vae"], inputs["mdnrnn"]
     env_id = mdnrnn.attr("env_id")
@@ -145,11 +146,11 @@ def compute(config: TrainControllerConfig, inputs: Mapping[str, Any], seed: int,
     log(f"Controller: {layout.features} -> {layout.outputs} output(s), {layout.num_params} parameters; "
         + (f"dream rules {rules}." if rules else "no dream (the MDN-RNN has neither a reward nor a done head)."))
     if config.algo == "cmaes":
-        from wm.cmaes import train_cmaes
+        from wm.worldmodels.cmaes import train_cmaes
 
         history, seeds, extra = train_cmaes(setting, output)
     else:
-        from wm.ppo import train_ppo
+        from wm.worldmodels.ppo import train_ppo
 
         history, seeds, extra = train_ppo(setting, output)
     with output.artifact() as f:
@@ -163,7 +164,7 @@ def compute(config: TrainControllerConfig, inputs: Mapping[str, Any], seed: int,
 
 def _rules(config: TrainControllerConfig, mdnrnn: Any) -> Any:
     """The dream's rules; None when training in the real environment with an MDN-RNN that cannot score a dream."""
-    from wm.dream.rules import dream_rules
+    from wm.worldmodels.dream.rules import dream_rules
 
     try:
         return dream_rules(mdnrnn, temperature=config.temperature, max_steps=config.max_steps, reward=config.dream_reward,

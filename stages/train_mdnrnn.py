@@ -101,7 +101,7 @@ def check_episodes(lengths, path: Path) -> None:
 
 def prepare(config: TrainMDNRNNConfig, inputs: Mapping[str, Any]) -> TrainMDNRNNConfig:
     """The latents need a Discrete or Box action space and 2 episodes or more of 2 steps or more; --init the same VAE and architecture."""
-    from wm.data.frames import check_episode_count
+    from wm.worldmodels.frames import check_episode_count
 
     latents, init = inputs["latents"], inputs["init"]
     action_encoding(latents.attr("action_space_json"), latents.path)
@@ -124,8 +124,8 @@ def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, out
     """Train the MDN-RNN on windows of `inputs['latents']` (from `inputs['init']`'s weights if given); write the `mdnrnn` artifact."""
     import numpy as np
 
-    from wm.data.frames import split_episodes
-    from wm.data.sequences import WindowReader, WindowStream
+    from wm.worldmodels.frames import split_episodes
+    from wm.worldmodels.sequences import WindowReader, WindowStream
     from wm.io.models import load_weights
     from wm.tfsetup import keras, tensorflow
     from wm.training import start_or_resume, sync_weights, train_epochs, write_training_record
@@ -181,7 +181,7 @@ def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, out
 
 def build_models(config: TrainMDNRNNConfig, latent_dim: int, action_dim: int) -> tuple[Any, Any]:
     """(model to train, float32 model to evaluate and store) in the configured precision."""
-    from wm.models.mdnrnn import build_mdnrnn
+    from wm.worldmodels.mdnrnn import build_mdnrnn
     from wm.training import build_in_precision
 
     return build_in_precision(lambda: build_mdnrnn(
@@ -201,7 +201,7 @@ def make_steps(config: TrainMDNRNNConfig, model: Any, evaluation_model: Any, opt
     The loss: the mixture NLL of z_(t+1) (the paper's equation for the MDN-RNN), plus the weighted
     done loss and the reward MSE when those heads exist.
     """
-    from wm.losses import done_loss, masked_mean, mixture_nll
+    from wm.worldmodels.losses import done_loss, masked_mean, mixture_nll
     from wm.tfsetup import tensorflow
     from wm.training import apply_if_finite
 
@@ -249,7 +249,7 @@ def heldout_metrics(config: TrainMDNRNNConfig, evaluate_step: Any, reader: Any, 
     baseline (z_(t+1) ~ N(z_t, var of the steps)), the done head's ROC AUC, precision and recall, the reward MSE."""
     import numpy as np
 
-    from wm.losses import precision_recall, roc_auc
+    from wm.worldmodels.losses import precision_recall, roc_auc
 
     nll_sum, delta_squares = np.zeros(latent_dim), np.zeros(latent_dim)
     transitions, steps, reward_error = 0.0, 0.0, 0.0

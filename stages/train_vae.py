@@ -69,7 +69,7 @@ def default_out(config: TrainVAEConfig) -> str:
 
 def prepare(config: TrainVAEConfig, inputs: Mapping[str, Any]) -> TrainVAEConfig:
     """The rollouts must hold 64x64 frames, in 2 episodes or more."""
-    from wm.data.frames import check_episode_count
+    from wm.worldmodels.frames import check_episode_count
     from wm.io.rollouts import check_frames
 
     check_frames(inputs["rollouts"], "the VAE")
@@ -79,8 +79,8 @@ def prepare(config: TrainVAEConfig, inputs: Mapping[str, Any]) -> TrainVAEConfig
 
 def compute(config: TrainVAEConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Train the VAE on the frames of `inputs['rollouts']` (held-out episodes measure it) and write the `vae` artifact."""
-    from wm.data.frames import FrameStream, episode_frame_indices, split_episodes
-    from wm.models.vae import build_vae, make_train_step
+    from wm.worldmodels.frames import FrameStream, episode_frame_indices, split_episodes
+    from wm.worldmodels.vae import build_vae, make_train_step
     from wm.tfsetup import keras, tensorflow
     from wm.training import build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
 
@@ -125,9 +125,9 @@ def compute(config: TrainVAEConfig, inputs: Mapping[str, Any], seed: int, output
 
 def heldout_evaluation(evaluation_model: Any, model: Any, obs: Any, rows: Any, kl_tolerance: float) -> Callable[[], dict[str, float]]:
     """The held-out metrics of the current weights: the losses of the deterministic reconstruction (z = mu), per frame."""
-    from wm.data.frames import sequential_batches
-    from wm.losses import vae_loss
-    from wm.models.vae import IMAGE_SHAPE, frames_to_input
+    from wm.worldmodels.frames import sequential_batches
+    from wm.worldmodels.losses import vae_loss
+    from wm.worldmodels.vae import IMAGE_SHAPE, frames_to_input
     from wm.tfsetup import tensorflow
     from wm.training import sync_weights
 
@@ -156,7 +156,7 @@ def write_samples(f: Any, model: Any, obs: Any, heldout_rows: Any, count: int) -
 
     from wm.io.artifact import mark_as_image_stack
     from wm.media import side_by_side
-    from wm.models.vae import frames_to_input, output_to_frames
+    from wm.worldmodels.vae import frames_to_input, output_to_frames
 
     rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(count, len(heldout_rows))).astype(int)])
     originals = obs[rows]

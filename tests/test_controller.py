@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from wm import rng
-from wm.models.controller import controller_layout, env_action, model_action, split_params
+from wm.actions import controller_env_action, controller_memory_input
+from wm.worldmodels.controller import controller_layout, split_params
 
 DOOM_SPACE = json.dumps({"type": "Discrete", "n": 3, "start": 0})
 CAR_SPACE = json.dumps({"type": "Box", "shape": [3], "dtype": "float32", "low": [-1.0, 0.0, 0.0], "high": 1.0})
@@ -73,21 +74,21 @@ def test_flat_parameters_split_into_weights_and_bias():
 
 
 def test_action_maps_and_their_tensorflow_twins():
-    from wm.models.controller import tf_env_action, tf_model_action
+    from wm.actions import tf_controller_env_action, tf_controller_memory_input
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     doom = controller_layout("doom-takecover", DOOM_SPACE, 4, 4)
     raw = np.array([[-0.9], [-0.34], [-0.33], [0.0], [0.33], [0.34], [1.0]], np.float32)
-    assert [env_action(doom, r) for r in raw] == [0, 0, 1, 1, 1, 2, 2]  # left / nothing / right by thirds
-    np.testing.assert_array_equal(tf_env_action(doom, tf.constant(raw)).numpy(), [0, 0, 1, 1, 1, 2, 2])
-    np.testing.assert_array_equal(tf_model_action(doom, tf_env_action(doom, tf.constant(raw))).numpy(),
-                                  np.stack([model_action(doom, env_action(doom, r)) for r in raw]))
+    assert [controller_env_action(doom, r) for r in raw] == [0, 0, 1, 1, 1, 2, 2]  # left / nothing / right by thirds
+    np.testing.assert_array_equal(tf_controller_env_action(doom, tf.constant(raw)).numpy(), [0, 0, 1, 1, 1, 2, 2])
+    np.testing.assert_array_equal(tf_controller_memory_input(doom, tf_controller_env_action(doom, tf.constant(raw))).numpy(),
+                                  np.stack([controller_memory_input(doom, controller_env_action(doom, r)) for r in raw]))
     car = controller_layout("carracing", CAR_SPACE, 4, 4)
     raw = np.array([[-0.5, -1.0, -0.2], [0.3, 0.5, 0.7]], np.float32)
     expected = np.array([[-0.5, 0.0, 0.0], [0.3, 0.75, 0.7]], np.float32)  # steer, (gas + 1) / 2, clip(brake, 0, 1)
-    np.testing.assert_allclose(np.stack([env_action(car, r) for r in raw]), expected, atol=1e-6)
-    np.testing.assert_allclose(tf_env_action(car, tf.constant(raw)).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(np.stack([controller_env_action(car, r) for r in raw]), expected, atol=1e-6)
+    np.testing.assert_allclose(tf_controller_env_action(car, tf.constant(raw)).numpy(), expected, atol=1e-6)
 
 
 # --- dreams ---------------------------------------------------------------------------------------
@@ -95,14 +96,14 @@ def test_action_maps_and_their_tensorflow_twins():
 
 @pytest.fixture(scope="module")
 def world(chain):
-    from wm.dream.world import load_world_model
+    from wm.worldmodels.dream.world import load_world_model
 
     return load_world_model(chain["vae"], chain["mdnrnn"])
 
 
 def _dream(world, **rules):
-    from wm.dream.batched import Dream
-    from wm.dream.rules import dream_rules
+    from wm.worldmodels.dream.batched import Dream
+    from wm.worldmodels.dream.rules import dream_rules
 
     settings = {"temperature": 1.15, "max_steps": 30, "reward": "survival", **rules}
     return Dream(world.mdnrnn, world.initial_mu, world.initial_logvar, dream_rules(world.mdnrnn, **settings))
@@ -140,7 +141,7 @@ def test_the_dream_environment_passes_gymnasiums_checker(chain):
     import gymnasium as gym
     from gymnasium.utils.env_checker import check_env
 
-    import wm.dream  # noqa: F401  (registers wm/Dream-v0)
+    import wm.worldmodels.dream  # noqa: F401  (registers wm/Dream-v0)
 
     env = gym.make("wm/Dream-v0", vae=str(chain["vae"]), mdnrnn=str(chain["mdnrnn"]), temperature=1.15, max_steps=50)
     check_env(env.unwrapped, skip_render_check=False)
@@ -148,7 +149,7 @@ def test_the_dream_environment_passes_gymnasiums_checker(chain):
     again, _ = env.reset(seed=4)
     np.testing.assert_array_equal(first, again)
     assert first.shape == (8 + 16 + 16,) and first.dtype == np.float32
-    pixels = gym.make("wm.dream:wm/Dream-v0", vae=str(chain["vae"]), mdnrnn=str(chain["mdnrnn"]), observation="pixels", render_mode="rgb_array")
+    pixels = gym.make("wm.worldmodels.dream:wm/Dream-v0", vae=str(chain["vae"]), mdnrnn=str(chain["mdnrnn"]), observation="pixels", render_mode="rgb_array")
     check_env(pixels.unwrapped)
     frame, _ = pixels.reset(seed=0)
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
@@ -156,7 +157,7 @@ def test_the_dream_environment_passes_gymnasiums_checker(chain):
 
 def test_the_dream_environment_follows_the_batched_dream(world):
     """The gymnasium env stepped by hand with a controller gives the batched dream's return for the same key."""
-    from wm.dream.env import DreamEnv
+    from wm.worldmodels.dream.env import DreamEnv
 
     layout = controller_layout(world.env_id, world.action_space_json, world.latent_dim, world.units)
     env = DreamEnv(world=world, temperature=1.15, max_steps=30, reward="survival")
@@ -165,7 +166,7 @@ def test_the_dream_environment_follows_the_batched_dream(world):
     observation, _ = env.reset(seed=9)
     total, done = 0.0, False
     while not done:
-        observation, reward, terminated, truncated, _ = env.step(env_action(layout, np.tanh(observation @ weights + bias)))
+        observation, reward, terminated, truncated, _ = env.step(controller_env_action(layout, np.tanh(observation @ weights + bias)))
         total += reward
         done = terminated or truncated
     returns, _ = _dream(world).run_linear(layout, params[None], np.zeros(1, np.int64), env._key)
@@ -176,7 +177,7 @@ def test_the_dream_environment_follows_the_batched_dream(world):
 
 
 def test_cmaes_resumed_by_replay_continues_exactly():
-    from wm.cmaes import ResumableCMAES
+    from wm.worldmodels.cmaes import ResumableCMAES
 
     def fitness(candidates):
         return -np.sum((candidates - 0.3) ** 2, axis=1)
@@ -195,7 +196,7 @@ def test_cmaes_resumed_by_replay_continues_exactly():
 
 def test_gae_matches_the_direct_sum():
     """A_t = sum_l (gamma lambda)^l delta_{t+l} within an episode, with delta_t = r_t + gamma V(s_{t+1}) (1 - d_t) - V(s_t)."""
-    from wm.ppo import gae
+    from wm.worldmodels.ppo import gae
 
     generator = np.random.default_rng(0)
     steps, n, gamma, lam = 7, 3, 0.9, 0.8
@@ -218,7 +219,7 @@ def test_gae_matches_the_direct_sum():
 
 
 def test_clipped_surrogate_matches_the_formula():
-    from wm.ppo import clipped_surrogate
+    from wm.worldmodels.ppo import clipped_surrogate
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -235,7 +236,7 @@ def test_clipped_surrogate_matches_the_formula():
 
 @pytest.mark.parametrize("discrete", [True, False])
 def test_policy_log_probability_and_entropy(discrete):
-    from wm.ppo import build_actor_critic
+    from wm.worldmodels.ppo import build_actor_critic
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()

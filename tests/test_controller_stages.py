@@ -270,10 +270,10 @@ def test_fidelity_refuses_mismatched_inputs(controllers, chain, tmp_path):
 
 def test_wm_dream_shows_the_very_dream_training_runs(controllers, chain, tmp_path, capsys):
     """Same code, randomness and rules: `wm dream --controller` lasts as long as the training path's dream with that key."""
-    from wm.controllers import dream_rules_of, layout_of
-    from wm.dream.batched import Dream
-    from wm.dream.rules import dream_rules
-    from wm.dream.world import load_world_model
+    from wm.worldmodels.controller_artifact import dream_rules_of, layout_of
+    from wm.worldmodels.dream.batched import Dream
+    from wm.worldmodels.dream.rules import dream_rules
+    from wm.worldmodels.dream.world import load_world_model
     from wm.stages.dream import view_keys
 
     world = load_world_model(chain["vae"], chain["mdnrnn"], with_vae=False)
@@ -371,17 +371,17 @@ def test_the_pretrained_recipe_trains_in_the_shipped_world_model(tmp_path):
 
 
 def test_a_missing_shipped_artifact_is_one_sentence(tmp_path, monkeypatch):
-    import wm.pipeline
+    import wm.recipe
     from wm.errors import UsageError
 
-    monkeypatch.setattr(wm.pipeline, "REPOSITORY", tmp_path)
+    monkeypatch.setattr(wm.recipe, "REPOSITORY", tmp_path)
     with pytest.raises(UsageError, match=r"doom-takecover-vae.h5 is missing: this pipeline starts from an artifact shipped"):
-        wm.pipeline.run_pipeline("doom-takecover-pretrained", preset="tiny", out=tmp_path / "run", seed=0, force=False)
+        wm.recipe.run_pipeline("doom-takecover-pretrained", preset="tiny", out=tmp_path / "run", seed=0, force=False)
     assert not (tmp_path / "run").exists()
 
 
 def test_iterations_chain_each_round_to_the_previous_one():
-    from wm.pipeline import get_recipe
+    from wm.recipe import get_recipe
 
     steps = {step.name: step for step in get_recipe("doom-takecover").expand(2, retrain_vae=True)}
     assert list(steps)[8:] == [
@@ -401,7 +401,7 @@ def test_iterations_chain_each_round_to_the_previous_one():
 
 
 def test_the_cpu_3h_preset_trains_m_longer_in_the_first_pass_than_in_each_round():
-    from wm.pipeline import get_recipe, step_config
+    from wm.recipe import get_recipe, step_config
 
     recipe = get_recipe("doom-takecover")
     steps = {step.name: step for step in recipe.expand(4)}
@@ -417,7 +417,7 @@ def test_the_cpu_3h_preset_trains_m_longer_in_the_first_pass_than_in_each_round(
 
 def test_an_override_for_every_round_sits_between_the_base_name_and_one_round():
     from wm.errors import ConfigError
-    from wm.pipeline import _step_overrides, get_recipe, step_config
+    from wm.recipe import _step_overrides, get_recipe, step_config
 
     recipe = get_recipe("doom-takecover")
     steps = {step.name: step for step in recipe.expand(2)}

@@ -3,7 +3,8 @@
 import h5py
 import numpy as np
 
-from wm.dreamer.replay import WindowSampler, action_to_model
+from wm.actions import dreamer_model_action
+from wm.dreamer.replay import WindowSampler
 from wm.io.rollouts import Episode, RolloutsWriter
 
 
@@ -55,5 +56,5 @@ def test_batches_are_seeded_and_limited_to_the_committed_rows(tmp_path):
         assert np.all(np.abs(a["action"]) <= 1.0)
         sampler.refresh(10, np.array([0]))  # only the first episode is committed
         assert not sampler.sample(50, np.random.default_rng(2))["is_first"][:, 1:].any()
-    np.testing.assert_allclose(action_to_model(np.array([[-2.0, 2.0], [0.0, 1.0]]), "bounded", 2, np.array([-2, -2]), np.array([2, 2])),
+    np.testing.assert_allclose(dreamer_model_action(np.array([[-2.0, 2.0], [0.0, 1.0]]), "bounded", 2, np.array([-2, -2]), np.array([2, 2])),
                                [[-1.0, 1.0], [0.0, 0.5]])

@@ -7,7 +7,7 @@ import pytest
 
 from wm.envs import check_env_name, default_max_steps, make_env
 from wm.errors import UsageError
-from wm.policies import BrownianPolicy, HeldPolicy, PolicySpec, make_policy
+from wm.envs.policies import BrownianPolicy, HeldPolicy, PolicySpec, make_policy
 
 
 @pytest.mark.parametrize("name", ["carracing", "doom-takecover", "fake-pixels"])

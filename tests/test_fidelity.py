@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from wm.fidelity import HeldOutEpisode, OpenLoop, PolicyComparison, kolmogorov_survival, ks_two_sample, open_loop
+from wm.worldmodels.fidelity import HeldOutEpisode, OpenLoop, PolicyComparison, kolmogorov_survival, ks_two_sample, open_loop
 
 
 def test_kolmogorov_survival_at_the_textbook_critical_values():
@@ -58,7 +58,7 @@ def test_policy_summary_against_hand_computed_values():
 
 @pytest.fixture(scope="module")
 def model():
-    from wm.models.mdnrnn import build_mdnrnn
+    from wm.worldmodels.mdnrnn import build_mdnrnn
     from wm.tfsetup import keras
 
     keras().utils.set_random_seed(3)
@@ -80,8 +80,8 @@ def _episodes(lengths, seed=0):
 
 
 def test_open_loop_at_horizon_one_is_the_one_step_metric(model):
-    from wm import mixture
-    from wm.losses import roc_auc
+    from wm.worldmodels import mixture
+    from wm.worldmodels.losses import roc_auc
 
     episodes = _episodes([9, 14, 6, 11])
     result = open_loop(model, episodes, horizon=4, temperature=1.15, seed=0)
@@ -110,8 +110,9 @@ def test_open_loop_at_horizon_one_is_the_one_step_metric(model):
 
 
 def test_open_loop_rows_follow_a_step_by_step_reference(model):
-    from wm import mixture, rng
-    from wm.dream.batched import STREAM_COMPONENT, STREAM_NOISE
+    from wm import rng
+    from wm.worldmodels import mixture
+    from wm.worldmodels.dream.batched import STREAM_COMPONENT, STREAM_NOISE
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from wm import losses, mixture
+from wm.worldmodels import losses, mixture
 from wm.tfsetup import tensorflow
 
 tf = tensorflow()
@@ -168,8 +168,8 @@ def test_sampling_is_a_function_of_the_seed():
 
 def test_a_weighted_done_head_is_calibrated_by_taking_the_log_weight_off_its_logit():
     """Deaths weighted w: the loss is minimised at logit = log(w p / (1 - p)); the MDN-RNN removes log w again."""
-    from wm.losses import done_loss
-    from wm.models.mdnrnn import build_mdnrnn
+    from wm.worldmodels.losses import done_loss
+    from wm.worldmodels.mdnrnn import build_mdnrnn
 
     labels = tf.constant([[1.0] * 3 + [0.0] * 97])  # a death rate p = 0.03
     logit = tf.Variable(0.0)

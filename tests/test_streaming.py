@@ -6,8 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from wm.data.frames import FrameStream, episode_frame_indices, read_rows, split_episodes
-from wm.data.sequences import WindowReader, WindowStream, encode_actions, episode_windows
+from wm.worldmodels.frames import FrameStream, episode_frame_indices, read_rows, split_episodes
+from wm.actions import memory_inputs
+from wm.worldmodels.sequences import WindowReader, WindowStream, episode_windows
 from wm.errors import UsageError
 
 
@@ -119,5 +120,5 @@ def test_window_batches_align_targets_and_mask_the_last_step(tmp_path):
 
 
 def test_actions_are_one_hot_when_discrete():
-    np.testing.assert_array_equal(encode_actions(np.array([2, 0]), 3, True), [[0, 0, 1], [1, 0, 0]])
-    np.testing.assert_array_equal(encode_actions(np.array([[0.5, -1.0]]), 2, False), [[0.5, -1.0]])
+    np.testing.assert_array_equal(memory_inputs(np.array([2, 0]), 3, True), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(memory_inputs(np.array([[0.5, -1.0]]), 2, False), [[0.5, -1.0]])

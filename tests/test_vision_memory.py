@@ -15,7 +15,7 @@ from wm.io.artifact import open_artifact
 
 def test_vae_artifact_holds_weights_history_and_viewable_samples(chain):
     from wm.io.models import read_model
-    from wm.models.vae import build_vae
+    from wm.worldmodels.vae import build_vae
 
     with open_artifact(chain["vae"], "vae") as vae:
         f = vae.file
@@ -35,7 +35,7 @@ def test_vae_artifact_holds_weights_history_and_viewable_samples(chain):
 
 def test_latents_are_step_aligned_with_the_rollouts(chain):
     from wm.io.models import read_model
-    from wm.models.vae import build_vae
+    from wm.worldmodels.vae import build_vae
 
     with open_artifact(chain["latents"], "latents") as latents, open_artifact(chain["rollouts"], "rollouts") as rollouts, \
             open_artifact(chain["vae"], "vae") as vae:
@@ -70,7 +70,7 @@ def test_same_command_again_is_up_to_date(chain):
 
 def test_init_starts_from_the_given_weights_and_must_match(chain, tmp_path):
     from wm.io.models import read_model
-    from wm.models.mdnrnn import build_mdnrnn
+    from wm.worldmodels.mdnrnn import build_mdnrnn
 
     out = tmp_path / "continued.h5"  # a learning rate of 1e-9: one epoch leaves the starting weights as they were
     assert run_stage("train-mdnrnn", out, {"latents": chain["latents"], "init": chain["mdnrnn"]}, epochs=1, learning_rate=1e-9).status == "written"
@@ -229,8 +229,8 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(chai
 @pytest.mark.parametrize("stage, input_name, model_kind", [("train-vae", "rollouts", "vae"), ("train-mdnrnn", "latents", "mdnrnn")])
 def test_mixed_bfloat16_trains_in_bfloat16_and_stores_and_evaluates_float32(chain, tmp_path, stage, input_name, model_kind):
     from wm.io.models import read_model
-    from wm.models.mdnrnn import build_mdnrnn
-    from wm.models.vae import build_vae
+    from wm.worldmodels.mdnrnn import build_mdnrnn
+    from wm.worldmodels.vae import build_vae
     from wm.tfsetup import keras
 
     out = tmp_path / f"{model_kind}.h5"

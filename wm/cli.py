@@ -180,7 +180,7 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
     """Run a pipeline recipe's stages in order (see the recipes below; generated from wm.pipelines)."""
 
     def action() -> None:
-        from wm.pipeline import run_pipeline
+        from wm.recipe import run_pipeline
 
         manifest = run_pipeline(
             pipeline, preset=preset, out=out, seed=seed, force=force, sets=set_items, config_file=config_path,
@@ -192,7 +192,7 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
             click.echo(f"{name:<20} {step['status']:<11} {step['wall_seconds']:>8.1f} s  {step['path']}{took}")
         for name, step in manifest["steps"].items():
             if step["stage"] == "fidelity":
-                from wm.fidelity import fidelity_report
+                from wm.worldmodels.fidelity import fidelity_report
 
                 click.echo(f"{name}: {fidelity_report(step['path'])}")
         for name, step in manifest["steps"].items():

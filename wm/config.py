@@ -1,4 +1,4 @@
-"""Stage configuration: frozen dataclasses are the single source of defaults (DESIGN.md §2).
+"""Stage configuration: frozen dataclasses are the single source of defaults (docs/architecture.md, "Configuration").
 
 Every field is declared with `option(default, help=...)`; the help text becomes the `--help` line of
 the generated CLI option. A config is resolved in this order, later wins:

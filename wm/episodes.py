@@ -15,7 +15,7 @@ import numpy as np
 
 from wm.envs.spaces import storage_layout
 from wm.io.rollouts import Episode
-from wm.policies import PolicySpec, make_policy
+from wm.envs.policies import PolicySpec, make_policy
 
 ENV_SEED_KEY = 0
 POLICY_SEED_KEY = 1

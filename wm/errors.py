@@ -1,6 +1,6 @@
 """The exceptions a user can cause, each carrying the exit code the CLI returns for it.
 
-Exit codes (DESIGN.md §4): 0 done or already up to date, 1 runtime failure, 2 usage error or bad
+Exit codes (docs/architecture.md, "Errors and exit codes"): 0 done or already up to date, 1 runtime failure, 2 usage error or bad
 input artifact. Messages are one sentence that names the file or option and the fix.
 """
 

@@ -1,4 +1,4 @@
-"""One small executor interface for embarrassingly parallel work (DESIGN.md §5).
+"""One small executor interface for embarrassingly parallel work (docs/architecture.md, "Parallel work").
 
 `map_ordered(fn, tasks)` runs `fn` on every task and yields the results in task order, keeping at
 most `window` tasks in flight so that memory stays bounded however many tasks there are. Backends:

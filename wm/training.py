@@ -269,3 +269,47 @@ def history_arrays(history: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """
     keys = sorted({key for row in history for key in row})
     return {key: np.array([row.get(key, np.nan) for row in history], dtype=np.float64) for key in keys}
+
+
+def plot_learning_curve(history: list[Mapping[str, Any]], path: Path, title: str, x_key: str) -> None:
+    """Population best / mean / worst (or dream returns), with the mean parameters' dream and real scores."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [row[x_key] for row in history]
+    fig, axis = plt.subplots(figsize=(8, 4.5))
+
+    def column(key: str) -> np.ndarray:
+        return np.array([row.get(key, np.nan) for row in history], dtype=np.float64)
+
+    if "population/mean" in history[0]:
+        axis.fill_between(x, column("population/worst"), column("population/best"), alpha=0.2, label="population worst..best")
+        axis.plot(x, column("population/mean"), label="population mean")
+    for key, label, style in (
+        ("dream/return", "dream return", "-"),
+        ("mean_params/dream_return", "mean parameters in the dream", "o--"),
+        ("mean_params/real_return", "mean parameters in the real environment", "s-"),
+    ):
+        values = column(key)
+        if np.isfinite(values).any():
+            keep = np.isfinite(values)
+            axis.plot(np.asarray(x)[keep], values[keep], style, label=label)
+    real_std = column("mean_params/real_return_std")
+    if np.isfinite(real_std).any():
+        keep = np.isfinite(real_std)
+        mean = column("mean_params/real_return")[keep]
+        axis.fill_between(np.asarray(x)[keep], mean - real_std[keep], mean + real_std[keep], alpha=0.15, color="C3")
+    axis.set_xlabel(x_key)
+    axis.set_ylabel("return")
+    axis.set_title(title)
+    axis.legend(fontsize=8, loc="best")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    temporary = path.parent / f".{path.name}.tmp.png"
+    fig.savefig(temporary, dpi=90)
+    plt.close(fig)
+    os.replace(temporary, path)

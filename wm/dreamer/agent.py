@@ -213,7 +213,7 @@ class Agent(keras.Model):
         """The actor's action for observations [batch, ..] after `previous_action`, and the new posterior.
 
         `explore` samples from the policy; otherwise its mode (evaluation). Actions are in the agent's
-        form (one-hot, or [-1, 1]); `env_action` turns them into the environment's.
+        form (one-hot, or [-1, 1]); `dreamer_env_action` turns them into the environment's.
         """
         posterior_seed, action_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         posterior, _ = self.rssm.obs_step(state, previous_action, self.encoder(observation), posterior_seed)

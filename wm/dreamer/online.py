@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from wm.actions import dreamer_env_action
 from wm.errors import OutputExistsError
 from wm.training import check_finite
 from wm.progress import log
@@ -40,13 +41,6 @@ def stream_seed(seed: int, stream: int, counter: int) -> np.ndarray:
 def stream_rng(seed: int, stream: int, counter: int) -> np.random.Generator:
     """A NumPy generator for counter `counter` of stream `stream` of a run."""
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stream, counter)))
-
-
-def env_action(action: np.ndarray, kind: str, low: Any, high: Any) -> Any:
-    """An agent action [A] (one-hot or in [-1, 1]) as the environment's (an index, or within [low, high])."""
-    if kind == "categorical":
-        return int(np.argmax(action))
-    return (low + (np.clip(action, -1.0, 1.0) + 1.0) / 2.0 * (high - low)).astype(np.float32)
 
 
 @dataclass
@@ -176,7 +170,7 @@ class OnlineRun:
                 else:
                     agent_action, state = self.agent.act(tf.constant(observation[None]), state, previous, step_seed, policy == "explore")
                 previous = agent_action
-                action = env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
+                action = dreamer_env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
             next_observation, reward, terminated, truncated, _ = env.step(action)
             for key, value in (("obs", observation), ("action", action), ("reward", reward), ("terminated", terminated), ("truncated", truncated)):
                 steps[key].append(value)
@@ -260,7 +254,7 @@ class OnlineRun:
         """Run until `steps` environment steps, then a last evaluation."""
         from wm.episodes import episode_env_seed
         from wm.io.rollouts import Episode, RolloutsReader
-        from wm.policies import PolicySpec, make_policy
+        from wm.envs.policies import PolicySpec, make_policy
         from wm.progress import Progress
 
         config = self.config

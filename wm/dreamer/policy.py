@@ -41,7 +41,7 @@ class DreamerPolicy:
 
     def act(self, observation: Any) -> Any:
         """The action for `observation`, in the environment's form."""
-        from wm.dreamer.online import env_action
+        from wm.actions import dreamer_env_action
 
         tf = self.tf
         seed = tf.constant(self.base_seed + np.array([0, self.t], np.int32))
@@ -52,4 +52,4 @@ class DreamerPolicy:
         else:
             action, self.state = self.agent.plan(observation, self.state, self.previous, seed, *self.cem)
         self.previous = action
-        return env_action(action.numpy()[0], self.agent.shape.action_kind, self.low, self.high)
+        return dreamer_env_action(action.numpy()[0], self.agent.shape.action_kind, self.low, self.high)

@@ -1,6 +1,6 @@
 """Sequence windows for Dreamer training, sampled from a rollouts or replay file without loading it.
 
-A window is L consecutive rows of the flat, step-aligned arrays (DESIGN.md §3), starting at a row
+A window is L consecutive rows of the flat, step-aligned arrays (docs/architecture.md, "Artifacts"), starting at a row
 drawn uniformly from [0, N - L]. It may cross episode boundaries: `is_first` marks where the RSSM
 state is reset, so episodes shorter than L (CartPole's first random episodes) are used whole. Each
 window is one contiguous slice read per dataset, so memory does not grow with the file.
@@ -14,16 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-
-def action_to_model(action: np.ndarray, kind: str, action_dim: int, low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray:
-    """Stored actions [..] (indices) or [.., A] (in the space's bounds) as the agent's [.., A] float32.
-
-    Discrete indices become one-hot; bounded actions are mapped from [low, high] to [-1, 1].
-    """
-    if kind == "categorical":
-        return np.eye(action_dim, dtype=np.float32)[np.asarray(action, dtype=np.int64)]
-    action = np.asarray(action, dtype=np.float32)
-    return (2.0 * (action - low) / (high - low) - 1.0).astype(np.float32)
+from wm.actions import dreamer_model_action
 
 
 class WindowSampler:
@@ -55,7 +46,7 @@ class WindowSampler:
         stop = start + self.length
         begin = max(start - 1, 0)  # row start - 1 holds the previous action
         rows = slice(begin, stop)
-        action = action_to_model(self.f["action"][rows], self.kind, self.action_dim, self.low, self.high)
+        action = dreamer_model_action(self.f["action"][rows], self.kind, self.action_dim, self.low, self.high)
         is_first = self.first[start:stop].copy()
         is_first[0] = is_first[0] or start == 0
         previous = action[:-1] if start > 0 else np.concatenate([np.zeros_like(action[:1]), action[:-1]])

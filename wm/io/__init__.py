@@ -1,4 +1,4 @@
-"""HDF5 artifacts: the schema per kind, atomic writing, and the validating loader (DESIGN.md §3)."""
+"""HDF5 artifacts: the schema per kind, atomic writing, and the validating loader (docs/architecture.md, "Artifacts")."""
 
 from wm.io.artifact import (
     Artifact,

@@ -1,6 +1,6 @@
 """HDF5 artifacts: root attributes, fingerprints, atomic writes and the one validating loader.
 
-Every stage output is one HDF5 file whose root attributes describe it (DESIGN.md §3). Files are
+Every stage output is one HDF5 file whose root attributes describe it (docs/architecture.md, "Artifacts"). Files are
 written under a temporary name in the destination folder and moved into place with `os.replace`
 only when complete, so a crash never leaves a half-written file under the final name. Everything is
 read through `open_artifact`, which turns every way a file can be wrong into one clear sentence.

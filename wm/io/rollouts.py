@@ -1,4 +1,4 @@
-"""The rollouts layout: flat, step-aligned arrays plus an episode index (DESIGN.md §3).
+"""The rollouts layout: flat, step-aligned arrays plus an episode index (docs/architecture.md, "Artifacts").
 
     obs[i]                  the observation on which action[i] was chosen
     action[i]               the action taken

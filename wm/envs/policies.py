@@ -157,12 +157,12 @@ RANDOM_POLICIES = ("random", "uniform", "brownian", "held")
 
 
 def _controller_agent(env_name: str, action_space: Any, **kwargs: Any) -> Policy:
-    from wm.agent import make_agent
+    from wm.worldmodels.policy import make_agent
 
     return make_agent(env_name, action_space, **kwargs)
 
 
-# A trained controller acting through its world model (wm.agent); kwargs name the controller artifact.
+# A trained controller acting through its world model (wm.worldmodels.policy); kwargs name the controller artifact.
 POLICY_FACTORIES["controller"] = _controller_agent
 
 

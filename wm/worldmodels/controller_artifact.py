@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -23,23 +23,6 @@ import numpy as np
 from wm.errors import ArtifactError
 
 PARAM_CHOICES = ("mean", "best")
-# Seed purposes of controller training (wm.episodes.purpose_seed / wm.rng keys): every use of the run seed draws its own episodes.
-DREAM_TRAIN, REAL_TRAIN, DREAM_SCORE, REAL_SCORE, PPO_DREAMS = 1, 2, 3, 4, 5
-
-
-@dataclass
-class TrainingSetting:
-    """What both controller-training algorithms (`wm.cmaes`, `wm.ppo`) need: the config, the world model, the controller's layout and the dream."""
-
-    config: Any  # TrainControllerConfig
-    seed: int
-    env_id: str
-    max_steps: int
-    layout: Any  # wm.models.controller.ControllerLayout
-    rules: Any  # DreamRules, or None when the MDN-RNN cannot score a dream (no reward and no done head)
-    dream: Any  # wm.dream.batched.Dream, or None
-    vae_path: str
-    mdnrnn_path: str
 
 
 def write_controller(
@@ -48,7 +31,7 @@ def write_controller(
     model: Any = None,
 ) -> None:
     """Fill an open artifact (root attributes already written) with a trained controller."""
-    from wm.dream.world import embed_world_model
+    from wm.worldmodels.dream.world import embed_world_model
     from wm.io.models import write_model
     from wm.training import history_arrays
 
@@ -74,14 +57,14 @@ def write_controller(
 
 def layout_of(artifact: Any) -> Any:
     """The ControllerLayout stored in a controller artifact."""
-    from wm.models.controller import ControllerLayout
+    from wm.worldmodels.controller import ControllerLayout
 
     return ControllerLayout.from_json(artifact.attr("layout_json"))
 
 
 def dream_rules_of(artifact: Any) -> Any:
     """The DreamRules the controller was trained (or would be dreamed) with, or None."""
-    from wm.dream.rules import DreamRules
+    from wm.worldmodels.dream.rules import DreamRules
 
     data = artifact.json_attr("dream_rules_json")
     return DreamRules(**data) if data else None
@@ -92,11 +75,11 @@ def actor_of(artifact: Any, params: str = "mean") -> Callable[[Any], Any]:
     layout = layout_of(artifact)
     if artifact.attr("algo") == "ppo":
         from wm.io.models import read_model
-        from wm.ppo import build_actor_critic, raw_output
+        from wm.worldmodels.ppo import build_actor_critic, raw_output
 
         model = read_model(artifact, build_actor_critic, "policy")
         return lambda x: raw_output(layout, model, model.mode(model.actor(x)))
-    from wm.agent import LinearActor
+    from wm.worldmodels.controller import LinearActor
 
     if params not in PARAM_CHOICES:
         raise ArtifactError(f"params must be one of {', '.join(PARAM_CHOICES)}; got {params!r}.")
@@ -130,7 +113,8 @@ def check_controller_fits(controller: Any, *, vae: Any = None, mdnrnn: Any = Non
 
 def dream_with_actor(dream: Any, layout: Any, actor: Callable[[Any], Any]) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A compiled `run(keys [n, 2]) -> (returns, lengths)` of dreams driven by one actor."""
-    from wm.models.controller import features, tf_env_action, tf_model_action
+    from wm.actions import tf_controller_env_action, tf_controller_memory_input
+    from wm.worldmodels.controller import features
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -139,7 +123,7 @@ def dream_with_actor(dream: Any, layout: Any, actor: Callable[[Any], Any]) -> Ca
     def run(keys):
         def act(z, h, c, slots, t):
             raw = actor(features(layout, z, h, c, concat=tf.concat))
-            return tf_model_action(layout, tf_env_action(layout, raw))
+            return tf_controller_memory_input(layout, tf_controller_env_action(layout, raw))
 
         return dream.run(keys, act)
 
@@ -148,47 +132,3 @@ def dream_with_actor(dream: Any, layout: Any, actor: Callable[[Any], Any]) -> Ca
         return returns.numpy(), lengths.numpy()
 
     return call
-
-
-def plot_learning_curve(history: list[Mapping[str, Any]], path: Path, title: str, x_key: str) -> None:
-    """Population best / mean / worst (or dream returns), with the mean parameters' dream and real scores."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [row[x_key] for row in history]
-    fig, axis = plt.subplots(figsize=(8, 4.5))
-
-    def column(key: str) -> np.ndarray:
-        return np.array([row.get(key, np.nan) for row in history], dtype=np.float64)
-
-    if "population/mean" in history[0]:
-        axis.fill_between(x, column("population/worst"), column("population/best"), alpha=0.2, label="population worst..best")
-        axis.plot(x, column("population/mean"), label="population mean")
-    for key, label, style in (
-        ("dream/return", "dream return", "-"),
-        ("mean_params/dream_return", "mean parameters in the dream", "o--"),
-        ("mean_params/real_return", "mean parameters in the real environment", "s-"),
-    ):
-        values = column(key)
-        if np.isfinite(values).any():
-            keep = np.isfinite(values)
-            axis.plot(np.asarray(x)[keep], values[keep], style, label=label)
-    real_std = column("mean_params/real_return_std")
-    if np.isfinite(real_std).any():
-        keep = np.isfinite(real_std)
-        mean = column("mean_params/real_return")[keep]
-        axis.fill_between(np.asarray(x)[keep], mean - real_std[keep], mean + real_std[keep], alpha=0.15, color="C3")
-    axis.set_xlabel(x_key)
-    axis.set_ylabel("return")
-    axis.set_title(title)
-    axis.legend(fontsize=8, loc="best")
-    axis.grid(alpha=0.3)
-    fig.tight_layout()
-    temporary = path.parent / f".{path.name}.tmp.png"
-    fig.savefig(temporary, dpi=90)
-    plt.close(fig)
-    os.replace(temporary, path)

@@ -98,7 +98,7 @@ def make_train_step(model: ConvVAE, optimizer: Any, kl_tolerance: float, seed: i
     The reparameterisation noise is drawn statelessly from (seed, step), so a resumed run repeats
     the draws of an uninterrupted one. Returns the `vae_loss` terms and `finite`.
     """
-    from wm.losses import vae_loss
+    from wm.worldmodels.losses import vae_loss
     from wm.training import apply_if_finite
 
     signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8), tf.TensorSpec((), tf.int64)]

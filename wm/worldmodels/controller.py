@@ -32,7 +32,6 @@ import numpy as np
 from wm.errors import ConfigError
 
 FEATURES = ("auto", "z", "zh", "zch")
-THIRD = 1.0 / 3.0
 
 
 @dataclass(frozen=True)
@@ -119,46 +118,39 @@ def features(layout: ControllerLayout, z: Any, h: Any, c: Any, concat: Any = np.
     return concat(parts, axis=-1)
 
 
-def env_action(layout: ControllerLayout, raw: np.ndarray) -> Any:
-    """The environment action for one raw output a [outputs] in [-1, 1]."""
-    raw = np.asarray(raw, np.float64)
-    if layout.action_map == "thirds":
-        return 0 if raw[0] < -THIRD else 2 if raw[0] > THIRD else 1
-    if layout.action_map == "argmax":
-        return int(np.argmax(raw))
-    if layout.action_map == "carracing":
-        return np.array([raw[0], (raw[1] + 1.0) / 2.0, np.clip(raw[2], 0.0, 1.0)], np.float32)
-    low, high = np.asarray(layout.low), np.asarray(layout.high)
-    return (low + (raw + 1.0) / 2.0 * (high - low)).astype(np.float32)
+class LinearActor:
+    """C as the paper's single layer: raw = tanh(x W + b), with W and b in variables (no retracing per candidate)."""
+
+    def __init__(self, layout: Any):
+        from wm.tfsetup import tensorflow
+
+        tf = tensorflow()
+        self.layout = layout
+        self.weights = tf.Variable(tf.zeros([layout.input_dim, layout.outputs]), trainable=False)
+        self.bias = tf.Variable(tf.zeros([layout.outputs]), trainable=False)
+
+    def set_params(self, params: np.ndarray) -> None:
+        weights, bias = split_params(self.layout, params)
+        self.weights.assign(weights)
+        self.bias.assign(bias)
+
+    def __call__(self, x: Any) -> Any:
+        from wm.tfsetup import tensorflow
+
+        tf = tensorflow()
+        return tf.tanh(tf.matmul(x, self.weights) + self.bias)
 
 
-def model_action(layout: ControllerLayout, action: Any) -> np.ndarray:
-    """An environment action as the MDN-RNN reads it: [action_dim] float32 (one-hot when discrete)."""
-    if layout.discrete:
-        return np.eye(layout.action_dim, dtype=np.float32)[int(action)]
-    return np.asarray(action, np.float32).reshape(layout.action_dim)
+@dataclass
+class TrainingSetting:
+    """What both controller-training algorithms (`wm.worldmodels.cmaes`, `wm.worldmodels.ppo`) need: the config, the world model, the controller's layout and the dream."""
 
-
-def tf_env_action(layout: ControllerLayout, raw: Any) -> Any:
-    """TensorFlow twin of `env_action` for raw outputs [n, outputs]: int64 [n] (discrete) or float32 [n, d]."""
-    from wm.tfsetup import tensorflow
-
-    tf = tensorflow()
-    if layout.action_map == "thirds":
-        return tf.where(raw[:, 0] < -THIRD, tf.constant(0, tf.int64), tf.where(raw[:, 0] > THIRD, tf.constant(2, tf.int64), tf.constant(1, tf.int64)))
-    if layout.action_map == "argmax":
-        return tf.argmax(raw, axis=-1)
-    if layout.action_map == "carracing":
-        return tf.stack([raw[:, 0], (raw[:, 1] + 1.0) / 2.0, tf.clip_by_value(raw[:, 2], 0.0, 1.0)], axis=-1)
-    low, high = tf.constant(layout.low, tf.float32), tf.constant(layout.high, tf.float32)
-    return low + (raw + 1.0) / 2.0 * (high - low)
-
-
-def tf_model_action(layout: ControllerLayout, action: Any) -> Any:
-    """TensorFlow twin of `model_action` for a batch of environment actions -> [n, action_dim] float32."""
-    from wm.tfsetup import tensorflow
-
-    tf = tensorflow()
-    if layout.discrete:
-        return tf.one_hot(action, layout.action_dim, dtype=tf.float32)
-    return tf.cast(action, tf.float32)
+    config: Any  # TrainControllerConfig
+    seed: int
+    env_id: str
+    max_steps: int
+    layout: Any  # wm.worldmodels.controller.ControllerLayout
+    rules: Any  # DreamRules, or None when the MDN-RNN cannot score a dream (no reward and no done head)
+    dream: Any  # wm.worldmodels.dream.batched.Dream, or None
+    vae_path: str
+    mdnrnn_path: str

@@ -20,6 +20,8 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from wm.actions import memory_inputs
+
 POOL_BATCHES = 32
 
 
@@ -56,14 +58,6 @@ def episode_windows(lengths: np.ndarray, episodes: np.ndarray, length: int, rng:
     return windows
 
 
-def encode_actions(actions: np.ndarray, action_dim: int, discrete: bool) -> np.ndarray:
-    """MDN-RNN action inputs [T, action_dim] float32: one-hot for discrete actions, flattened otherwise."""
-    actions = np.asarray(actions)
-    if discrete:
-        return np.eye(action_dim, dtype=np.float32)[actions.astype(np.int64).reshape(-1)]
-    return actions.reshape(len(actions), -1).astype(np.float32)
-
-
 class WindowReader:
     """Reads windows from the step arrays of an open latents file."""
 
@@ -89,7 +83,7 @@ class WindowReader:
             with_next = steps + 1 if begin + steps < int(self.lengths[episode]) else steps
             out.mu[i, :with_next] = self.f["mu"][first : first + with_next]
             out.logvar[i, :with_next] = self.f["logvar"][first : first + with_next]
-            out.action[i, :steps] = encode_actions(self.f["action"][first : first + steps], self.action_dim, self.discrete)
+            out.action[i, :steps] = memory_inputs(self.f["action"][first : first + steps], self.action_dim, self.discrete)
             out.reward[i, :steps] = self.f["reward"][first : first + steps]
             out.done[i, :steps] = self.f["terminated"][first : first + steps]
             out.valid[i, :steps] = 1.0

@@ -27,8 +27,9 @@ from typing import Any, Callable
 import numpy as np
 
 from wm import rng
-from wm.dream.rules import DreamRules
-from wm.models.controller import ControllerLayout, features, split_params, tf_env_action, tf_model_action
+from wm.worldmodels.dream.rules import DreamRules
+from wm.actions import tf_controller_env_action, tf_controller_memory_input
+from wm.worldmodels.controller import ControllerLayout, features, split_params
 from wm.tfsetup import tensorflow
 
 tf = tensorflow()
@@ -84,7 +85,7 @@ class Dream:
             terminated = tf.zeros([n], tf.bool)
         uniform = rng.uniform(keys, t, STREAM_COMPONENT, (self.latent_dim, self.mdnrnn.num_mixtures))
         noise = rng.normal(keys, t, STREAM_NOISE, (self.latent_dim,))
-        from wm.mixture import sample_from_noise
+        from wm.worldmodels.mixture import sample_from_noise
 
         z_next = sample_from_noise(heads["logits"], heads["mu"], heads["log_sigma"], self.temperature, uniform, noise)
         return z_next, h, c, reward, terminated
@@ -181,7 +182,7 @@ class Dream:
                 every = tf.reshape(tf.matmul(x, flat), [-1, population, layout.outputs])
                 own = tf.gather(candidate, slots)
                 raw = tf.tanh(tf.gather(every, own, batch_dims=1) + tf.gather(bias, own))
-                return tf_model_action(layout, tf_env_action(layout, raw))
+                return tf_controller_memory_input(layout, tf_controller_env_action(layout, raw))
 
             return self.run(keys, act)
 
@@ -211,7 +212,7 @@ class Dream:
         @tf.function(jit_compile=False)
         def step(z, h, c, weights, bias, key, t):
             raw = tf.tanh(tf.matmul(features(layout, z, h, c, concat=tf.concat), weights) + bias)
-            return self.transition(z, h, c, tf_model_action(layout, tf_env_action(layout, raw)), key, t)
+            return self.transition(z, h, c, tf_controller_memory_input(layout, tf_controller_env_action(layout, raw)), key, t)
 
         return step
 

@@ -57,8 +57,8 @@ def check_pair(vae: Any, mdnrnn: Any) -> None:
 def _from_artifacts(vae_artifact: Any | None, mdnrnn_artifact: Any, source: Any, vae_group: str, mdnrnn_group: str,
                     vae_fingerprint: str, mdnrnn_fingerprint: str) -> WorldModel:
     from wm.io.models import read_model
-    from wm.models.mdnrnn import build_mdnrnn
-    from wm.models.vae import build_vae
+    from wm.worldmodels.mdnrnn import build_mdnrnn
+    from wm.worldmodels.vae import build_vae
 
     return WorldModel(
         mdnrnn=read_model(mdnrnn_artifact, build_mdnrnn, mdnrnn_group),

@@ -86,7 +86,6 @@ def policy_group(name: str) -> str:
 
 def fidelity_report(path: Any) -> str:
     """The table of a fidelity artifact: dream against real per policy, then open-loop scores per horizon."""
-    import json
 
     from wm.io.artifact import open_artifact
 
@@ -177,8 +176,9 @@ def teacher_forced_states_fn(mdnrnn: Any) -> Any:
 
 def _open_loop_batch_fn(mdnrnn: Any, horizon: int) -> Any:
     """Compiled: from states (h, c) [R, units] and real z_k [R, latent], run `horizon` steps on the model's own samples."""
-    from wm import mixture, rng
-    from wm.dream.batched import STREAM_COMPONENT, STREAM_NOISE
+    from wm import rng
+    from wm.worldmodels import mixture
+    from wm.worldmodels.dream.batched import STREAM_COMPONENT, STREAM_NOISE
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -281,7 +281,7 @@ def open_loop(mdnrnn: Any, episodes: Sequence[HeldOutEpisode], horizon: int, tem
     z^_{k+1}, z^_{k+2}, ... (drawn at `temperature`) with the recorded actions a_{k+1}, .... At horizon j
     the row is scored on the real z_{k+j} if it exists and on the real done_{k+j-1}.
     """
-    from wm.losses import roc_auc
+    from wm.worldmodels.losses import roc_auc
 
     scorer = OpenLoop(mdnrnn, episodes, horizon, temperature, seed)
     latent_dim = episodes[0].z.shape[1]

@@ -18,6 +18,9 @@ import numpy as np
 from wm.errors import Interrupted, OutputExistsError
 from wm.progress import log, plural
 
+# Seed purposes (wm.episodes.purpose_seed / wm.rng keys): every use of the run seed draws its own episodes.
+DREAM_TRAIN, REAL_TRAIN, DREAM_SCORE, REAL_SCORE = 1, 2, 3, 4
+
 
 class ResumableCMAES:
     """Maximises a fitness with CMA-ES (sigma0, population); `ask()` -> candidates [P, N], `tell(fitness [P])`."""
@@ -81,7 +84,7 @@ def _dream_keys(seed: int, purpose: int, generation: int, count: int) -> np.ndar
 def real_returns(setting: Any, executor: Any, params: np.ndarray, run_seed: int, episodes: int) -> tuple[np.ndarray, list[int]]:
     """Returns [candidates, episodes] of each parameter vector over the same `episodes` real episodes, and their env seeds."""
     from wm.episodes import EpisodeTask, run_episode
-    from wm.policies import PolicySpec
+    from wm.envs.policies import PolicySpec
 
     config = setting.config
     tasks = [
@@ -142,11 +145,10 @@ def train_cmaes(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
     dream, all population x rollouts dreams in one compiled batch; in the real environment, over the
     executor. Every `real_every` generations the mean is scored in the real environment (and the dream).
     """
-    from wm.controllers import DREAM_TRAIN, REAL_TRAIN, plot_learning_curve
     from wm.episodes import purpose_seed
     from wm.parallel import make_executor
     from wm.progress import Progress
-    from wm.training import MetricsLog
+    from wm.training import MetricsLog, plot_learning_curve
 
     config, layout, seed = setting.config, setting.layout, setting.seed
     search = Search(setting, output.checkpoint())
@@ -200,7 +202,6 @@ def _score_line(row: Mapping[str, Any], generation: int) -> str:
 
 def _score_mean(setting: Any, executor: Any, mean: np.ndarray, generation: int, seeds: list[int]) -> dict[str, float]:
     """The distribution mean's return in the real environment (and in the dream), for the learning curve."""
-    from wm.controllers import DREAM_SCORE, REAL_SCORE
     from wm.episodes import purpose_seed
 
     config = setting.config

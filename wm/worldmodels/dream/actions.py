@@ -15,13 +15,13 @@ import numpy as np
 def policy_action_table(spec: Any, env_id: str, space: Any, run_seed: int, indices: Sequence[int], max_steps: int,
                         action_dim: int, discrete: bool) -> np.ndarray:
     """MDN-RNN action inputs [len(indices), max_steps, action_dim] of policy `spec` in episodes `indices` of run `run_seed`."""
-    from wm.data.sequences import encode_actions
+    from wm.actions import memory_inputs
     from wm.episodes import episode_policy_rng
-    from wm.policies import make_policy
+    from wm.envs.policies import make_policy
 
     table = np.zeros((len(indices), max_steps, action_dim), np.float32)
     for row, index in enumerate(indices):
         policy = make_policy(spec, env_id, space)
         policy.reset(episode_policy_rng(run_seed, int(index)))
-        table[row] = encode_actions(np.asarray([policy.act(None) for _ in range(max_steps)]), action_dim, discrete)
+        table[row] = memory_inputs(np.asarray([policy.act(None) for _ in range(max_steps)]), action_dim, discrete)
     return table

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wm import mixture
+from wm.worldmodels import mixture
 from wm.tfsetup import keras, tensorflow
 
 tf = tensorflow()

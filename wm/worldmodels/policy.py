@@ -36,7 +36,7 @@ def _file_key(path: str) -> tuple:
 
 def cached_world_model(vae: str | None = None, mdnrnn: str | None = None, controller: str | None = None) -> Any:
     """The world model of a controller artifact, or of a VAE + MDN-RNN pair, loaded once per process."""
-    from wm.dream.world import load_world_model, world_model_of
+    from wm.worldmodels.dream.world import load_world_model, world_model_of
     from wm.io.artifact import open_artifact
 
     key = (_file_key(controller),) if controller else (_file_key(vae), _file_key(mdnrnn))
@@ -47,31 +47,6 @@ def cached_world_model(vae: str | None = None, mdnrnn: str | None = None, contro
         else:
             _WORLD_CACHE[key] = load_world_model(vae, mdnrnn)
     return _WORLD_CACHE[key]
-
-
-class LinearActor:
-    """C as the paper's single layer: raw = tanh(x W + b), with W and b in variables (no retracing per candidate)."""
-
-    def __init__(self, layout: Any):
-        from wm.tfsetup import tensorflow
-
-        tf = tensorflow()
-        self.layout = layout
-        self.weights = tf.Variable(tf.zeros([layout.input_dim, layout.outputs]), trainable=False)
-        self.bias = tf.Variable(tf.zeros([layout.outputs]), trainable=False)
-
-    def set_params(self, params: np.ndarray) -> None:
-        from wm.models.controller import split_params
-
-        weights, bias = split_params(self.layout, params)
-        self.weights.assign(weights)
-        self.bias.assign(bias)
-
-    def __call__(self, x: Any) -> Any:
-        from wm.tfsetup import tensorflow
-
-        tf = tensorflow()
-        return tf.tanh(tf.matmul(x, self.weights) + self.bias)
 
 
 class WorldModelAgent:
@@ -91,8 +66,9 @@ class WorldModelAgent:
         self.h = self.c = None
 
     def _compile(self, actor: Callable[[Any], Any]) -> Any:
-        from wm.models.controller import features, tf_env_action, tf_model_action
-        from wm.models.vae import frames_to_input
+        from wm.actions import tf_controller_env_action, tf_controller_memory_input
+        from wm.worldmodels.controller import features
+        from wm.worldmodels.vae import frames_to_input
 
         tf, world, layout = self.tf, self.world, self.layout
         spec = [
@@ -105,8 +81,8 @@ class WorldModelAgent:
             mu, logvar = world.vae.encode(frames_to_input(frame))
             z = mu + tf.exp(0.5 * logvar) * eps
             raw = tf.clip_by_value(actor(features(layout, z, h, c, concat=tf.concat)) + noise, -1.0, 1.0)
-            action = tf_env_action(layout, raw)
-            _, (h, c) = world.mdnrnn.step(z, tf_model_action(layout, action), [h, c])
+            action = tf_controller_env_action(layout, raw)
+            _, (h, c) = world.mdnrnn.step(z, tf_controller_memory_input(layout, action), [h, c])
             return action, h, c
 
         return step
@@ -129,12 +105,12 @@ class WorldModelAgent:
 
 def make_agent(env_name: str, action_space: Any, **kwargs: Any) -> WorldModelAgent:
     """The agent a `PolicySpec("controller", kwargs)` describes (see the module docstring)."""
-    from wm.models.controller import ControllerLayout
+    from wm.worldmodels.controller import ControllerLayout, LinearActor
 
     z_mode = kwargs.get("z_mode", "sample")
     noise = float(kwargs.get("noise", 0.0))
     if "controller" in kwargs:
-        from wm.controllers import load_actor
+        from wm.worldmodels.controller_artifact import load_actor
 
         path = kwargs["controller"]
         world = cached_world_model(controller=path)

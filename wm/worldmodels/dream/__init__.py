@@ -3,9 +3,9 @@
 Importing this package registers the gymnasium id `wm/Dream-v0`:
 
     import gymnasium as gym
-    env = gym.make("wm.dream:wm/Dream-v0", vae="vae.h5", mdnrnn="mdnrnn.h5", temperature=1.15)
+    env = gym.make("wm.worldmodels.dream:wm/Dream-v0", vae="vae.h5", mdnrnn="mdnrnn.h5", temperature=1.15)
 
-(the `wm.dream:` prefix makes gymnasium import this package first). See `wm.dream.env.DreamEnv`.
+(the `wm.worldmodels.dream:` prefix makes gymnasium import this package first). See `wm.worldmodels.dream.env.DreamEnv`.
 """
 
 from gymnasium.envs.registration import register, registry
@@ -13,4 +13,4 @@ from gymnasium.envs.registration import register, registry
 DREAM_ENV_ID = "wm/Dream-v0"
 
 if DREAM_ENV_ID not in registry:
-    register(id=DREAM_ENV_ID, entry_point="wm.dream.env:DreamEnv")
+    register(id=DREAM_ENV_ID, entry_point="wm.worldmodels.dream.env:DreamEnv")

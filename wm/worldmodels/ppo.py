@@ -12,7 +12,7 @@ Symbols (per step t of one dream):
     L_clip    = -E[min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t)]   (the clipped surrogate, eps = 0.2)
 
 The policy acts in the controller's raw output space, so that its actions become environment
-actions exactly as the linear controller's do (`wm.models.controller`): for a discrete action space
+actions exactly as the linear controller's do (`wm.worldmodels.controller`): for a discrete action space
 a categorical over the actions (index i is sent as the raw output i - 1 for DoomTakeCover's thirds,
 or as a one-hot for argmax); for a Box a diagonal Gaussian u ~ N(mean, std), clipped to [-1, 1].
 """
@@ -27,6 +27,8 @@ import numpy as np
 
 from wm.errors import Interrupted
 from wm.tfsetup import keras, tensorflow
+
+PPO_DREAMS = 5  # seed purpose of PPO's dreams and minibatch orders (distinct from CMA-ES's, wm.worldmodels.cmaes)
 
 tf = tensorflow()
 keras = keras()
@@ -124,12 +126,12 @@ def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
     restarts from a new first frame), then makes `ppo_epochs` passes of minibatch updates of the
     clipped surrogate, the value loss and the entropy bonus over those samples.
     """
-    from wm.controllers import PPO_DREAMS, plot_learning_curve
-    from wm.dream.batched import DreamVector
-    from wm.models.controller import features, tf_env_action, tf_model_action
+    from wm.worldmodels.dream.batched import DreamVector
+    from wm.actions import tf_controller_env_action, tf_controller_memory_input
+    from wm.worldmodels.controller import features
     from wm.progress import Progress, log
     from wm.rng import keys_from_seeds
-    from wm.training import MetricsLog, apply_if_finite, check_finite, start_or_resume
+    from wm.training import MetricsLog, apply_if_finite, check_finite, plot_learning_curve, start_or_resume
 
     config, layout, seed = setting.config, setting.layout, setting.seed
     keras.utils.set_random_seed(seed)
@@ -152,7 +154,7 @@ def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
         output, value = model(x)
         action = model.sample(output, sample_seed)
         log_prob, _ = model.log_prob_entropy(output, action)
-        model_input = tf_model_action(layout, tf_env_action(layout, raw_output(layout, model, action)))
+        model_input = tf_controller_memory_input(layout, tf_controller_env_action(layout, raw_output(layout, model, action)))
         return x, action, log_prob, value, model_input
 
     @tf.function(jit_compile=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from wm import mixture
+from wm.worldmodels import mixture
 from wm.tfsetup import tensorflow
 
 tf = tensorflow()

@@ -4,7 +4,7 @@ Any gymnasium agent can train inside the learned model with it. Observations are
 input x = [z, h] or [z, c, h] (float32; `observation="pixels"` gives the VAE's decoding of z as a
 64x64x3 uint8 frame instead); actions are the real environment's. Each episode starts from a
 recorded first frame; the rules (temperature, reward, when a dream ends) are those of
-`wm.dream.batched.DreamRules`. `reset(seed=...)` makes the episode reproducible.
+`wm.worldmodels.dream.batched.DreamRules`. `reset(seed=...)` makes the episode reproducible.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ class DreamEnv(gym.Env):
         observation: str = "features",
         render_mode: str | None = None,
     ):
-        from wm.dream.batched import Dream
-        from wm.dream.rules import dream_rules
-        from wm.dream.world import load_world_model
+        from wm.worldmodels.dream.batched import Dream
+        from wm.worldmodels.dream.rules import dream_rules
+        from wm.worldmodels.dream.world import load_world_model
         from wm.envs import default_max_steps
         from wm.envs.spaces import space_from_json
         from wm.errors import ConfigError
-        from wm.models.controller import controller_layout
+        from wm.worldmodels.controller import controller_layout
         from wm.tfsetup import tensorflow
 
         tf = tensorflow()
@@ -73,7 +73,7 @@ class DreamEnv(gym.Env):
         self._t = 0
 
     def _observation(self) -> np.ndarray:
-        from wm.models.controller import features
+        from wm.worldmodels.controller import features
 
         if self.observation_kind == "pixels":
             return self.render()
@@ -89,14 +89,14 @@ class DreamEnv(gym.Env):
         return self._observation(), {}
 
     def step(self, action: Any):
-        from wm.models.controller import model_action
+        from wm.actions import controller_memory_input
 
         if self._z is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
         if not self.action_space.contains(action if self.layout.discrete else np.asarray(action, self.action_space.dtype)):
             raise ValueError(f"invalid action {action!r} for {self.action_space}")
         tf = self._tf
-        encoded = model_action(self.layout, action)[None]
+        encoded = controller_memory_input(self.layout, action)[None]
         z, h, c, reward, terminated = self._transition(
             tf.constant(self._z), tf.constant(self._h), tf.constant(self._c), tf.constant(encoded), tf.constant(self._key), tf.constant(self._t)
         )
@@ -108,7 +108,7 @@ class DreamEnv(gym.Env):
 
     def render(self) -> np.ndarray | None:
         """The VAE's decoding of the current z, [64, 64, 3] uint8."""
-        from wm.models.vae import output_to_frames
+        from wm.worldmodels.vae import output_to_frames
 
         if self._z is None or self.world.vae is None:
             return None
