@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.wm-installed
 
-.PHONY: demo test install bench clean-venv
+.PHONY: demo test install bench clean-venv h5dump
 
 install: $(STAMP)
 
@@ -32,8 +32,16 @@ demo: $(STAMP)
 # Two pytest workers: one worker kept the 2 cores only about half busy (TensorFlow start-up, environments, subprocesses).
 # worksteal hands each worker a contiguous half of the tests, so a module's shared fixtures are mostly built once.
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) h5dump
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+# Debian's h5dump (hdf5-tools) for the test that artifacts are readable outside h5py; installed where apt-get can run
+# as root, otherwise that test is skipped with a reason.
+h5dump:
+	@command -v h5dump >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ timeout 300 apt-get install -y -q hdf5-tools >/dev/null 2>&1 || \
+		  { timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q hdf5-tools >/dev/null 2>&1; }; }; } || \
+		echo "h5dump could not be installed: its test will be skipped."
 
 bench: $(STAMP)
 	$(BIN)/python bench/rollout.py

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from wm.config import StageConfig, option
 from wm.errors import ArtifactError
+from wm.io.rollouts import compression_option
 from wm.progress import log
 from wm.runner import Input, Output, Stage
 
@@ -28,7 +29,7 @@ class EncodeConfig(StageConfig):
     """Settings of `wm encode`."""
 
     batch_size: int = option(256, "Frames encoded per batch (does not change the result).", fingerprint=False)
-    compression: str = option("lzf", "Compression of the latent arrays: lzf, gzip or none.", choices=("lzf", "gzip", "none"))
+    compression: str = compression_option("the latent and step arrays")
 
     PRESETS = {"tiny": {"batch_size": 32}, "demo": {}, "paper": {}}
 

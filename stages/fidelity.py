@@ -273,7 +273,9 @@ def _encode(world: Any, episode: Any, seed: int) -> Any:
         mu.append(m.numpy())
         logvar.append(lv.numpy())
     mu, logvar = np.concatenate(mu), np.concatenate(logvar)
-    noise = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(LATENT_NOISE, int(episode.index)))).standard_normal(mu.shape)
+    from wm.rng import generator
+
+    noise = generator(seed, LATENT_NOISE, int(episode.index)).standard_normal(mu.shape)
     z = (mu + np.exp(0.5 * logvar) * noise).astype(np.float32)
     action_dim, discrete = int(world.mdnrnn.action_dim), world.discrete_actions
     return HeldOutEpisode(z=z, action=memory_inputs(episode.action, action_dim, discrete), done=np.asarray(episode.terminated, bool))

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted, OutputExistsError
+from wm.io.rollouts import compression_option
 from wm.envs.policies import RANDOM_POLICIES
 from wm.progress import log
 from wm.runner import Input, Output, Stage
@@ -54,10 +55,7 @@ class RolloutConfig(StageConfig):
     controller_noise: float = option(0.0, "--policy controller: std of Gaussian exploration noise added to the controller's raw output.")
     controller_params: str = option("mean", "--policy controller: a CMA-ES controller's mean or best parameters.", choices=("mean", "best"))
     env_kwargs: dict = option({}, "Extra keyword arguments for the environment, as JSON.")
-    compression: str = option(
-        "lzf", "Compression of the step arrays: lzf (fast), gzip (smaller, readable by every HDF5 tool) or none.",
-        choices=("lzf", "gzip", "none"),
-    )
+    compression: str = compression_option("the frames and step arrays")
     workers: int = option(2, "Parallel worker processes (does not change the result).", fingerprint=False)
     backend: str = option(
         "process", "Where episodes run: process (local pool), serial (this process) or ray.",

@@ -26,6 +26,7 @@ import numpy as np
 
 from wm.config import StageConfig, option
 from wm.errors import ArtifactError, ConfigError, Interrupted
+from wm.io.rollouts import compression_option
 from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "train-dreamer"
@@ -80,7 +81,7 @@ class TrainDreamerConfig(StageConfig):
     cem_noise: float = option(0.3, "Exploration while planning: Gaussian noise std on bounded actions (PlaNet: 0.3), or the probability of a uniform random discrete action.")
     eval_every: int = option(5000, "Environment steps between evaluations.")
     eval_episodes: int = option(10, "Episodes per evaluation (the actor's most likely actions, fresh seeds).")
-    compression: str = option("lzf", "Compression of the replay's datasets.", choices=("lzf", "gzip", "none"))
+    compression: str = compression_option("the replay's datasets")
     checkpoint_seconds: float = option(120.0, "Checkpoint at the first episode end after this many seconds.", fingerprint=False)
 
     PRESETS = {

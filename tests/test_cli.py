@@ -56,7 +56,7 @@ def test_inspect_human_and_json(fake_rollouts):
     data = json.loads(run_wm("inspect", "--json", str(fake_rollouts)).stdout)
     assert data["kind"] == "rollouts" and data["summary"]["episodes"] == 3
     obs = next(d for d in data["datasets"] if d["name"] == "obs")
-    assert obs["chunks"] == [4, 64, 64, 3] and obs["compression"] == "lzf" and obs["image"]
+    assert obs["chunks"] == [4, 64, 64, 3] and obs["compression"] == "gzip" and obs["image"]
     assert data["config"]["env"] == "fake-pixels" and data["system"]["h5py"]
 
 

@@ -41,7 +41,7 @@ def test_unknown_key_suggests_the_close_one():
         ("episodes=many", "'episodes' must be of type int"),
         ("episodes=0", "at least 1"),
         ("episodes=-3", "at least 1"),
-        ("compression=zip", "must be one of lzf, gzip, none"),
+        ("compression=zip", "must be one of gzip, lzf, none"),
         ("episodes", "key=value"),
         ("env=nope", "Unknown environment 'nope'; known environments: carracing, doom-takecover"),
     ],

@@ -8,7 +8,7 @@ from wm.tfsetup import keras, tensorflow
 tf = tensorflow()
 keras = keras()
 
-from wm.dreamer.agent import Agent, AgentShape, Learning  # noqa: E402
+from wm.dreamer.agent import Agent, AgentShape  # noqa: E402
 
 TINY = dict(deter=16, stoch=4, classes=4, hidden=16, units=16, layers=1, cnn_depth=4)
 
@@ -36,9 +36,12 @@ def _batch(image, action_kind, b=2, length=6, action_dim=2, seed=0):
 
 
 def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4):
+    from wm.config import resolve_config
+    from wm.stages.train_dreamer import TrainDreamerConfig, learning_for
+
     keras.utils.set_random_seed(seed)
     shape = AgentShape(image=image, observation_dim=0 if image else 3, action_dim=2, action_kind=action_kind, latent=latent, **TINY)
-    return Agent(shape, Learning(horizon=5, target_every=2, model_lr=model_lr))
+    return Agent(shape, learning_for(resolve_config(TrainDreamerConfig, explicit={"horizon": 5, "target_every": 2, "model_lr": model_lr})))
 
 
 @pytest.mark.parametrize("image,action_kind,latent", [(False, "categorical", "categorical"), (False, "bounded", "gaussian"), (True, "categorical", "categorical")])

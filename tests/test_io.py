@@ -28,7 +28,7 @@ def test_rollouts_artifact_has_root_attributes_and_viewer_attributes(fake_rollou
         obs = f["obs"]
         assert obs.attrs["CLASS"] == b"IMAGE" and obs.attrs["IMAGE_SUBCLASS"] == b"IMAGE_TRUECOLOR"
         assert obs.attrs["INTERLACE_MODE"] == b"INTERLACE_PIXEL" and obs.attrs["IMAGE_VERSION"] == b"1.2"
-        assert obs.chunks == (4, 64, 64, 3) and obs.compression == "lzf"
+        assert obs.chunks == (4, 64, 64, 3) and obs.compression == "gzip" and obs.compression_opts == 1
         assert COMMITTED_EPISODES not in f.attrs  # a finished file has no resume counters
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from wm import rng
 from wm.envs.spaces import storage_layout
 from wm.io.rollouts import Episode
 from wm.envs.policies import PolicySpec, make_policy
@@ -23,8 +24,7 @@ POLICY_SEED_KEY = 1
 
 def episode_env_seed(seed: int, index: int) -> int:
     """The `env.reset(seed=...)` value of episode `index` of a run with `seed`."""
-    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(index, ENV_SEED_KEY))
-    return int(sequence.generate_state(1, np.uint32)[0])
+    return rng.int_seed(seed, index, ENV_SEED_KEY)
 
 
 def purpose_seed(seed: int, *purpose: int) -> int:
@@ -32,12 +32,12 @@ def purpose_seed(seed: int, *purpose: int) -> int:
 
     Episode `index` of that use then gets `episode_env_seed(purpose_seed(seed, ...), index)`.
     """
-    return int(np.random.SeedSequence(entropy=seed, spawn_key=(0x5EED, *purpose)).generate_state(1, np.uint32)[0])
+    return rng.int_seed(seed, 0x5EED, *purpose)
 
 
 def episode_policy_rng(seed: int, index: int) -> np.random.Generator:
     """The policy's random generator for episode `index` of a run with `seed`."""
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, POLICY_SEED_KEY)))
+    return rng.generator(seed, index, POLICY_SEED_KEY)
 
 
 @dataclass(frozen=True)

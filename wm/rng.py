@@ -1,4 +1,9 @@
-"""Counter-based random numbers for batched dreams.
+"""Seeds of every random stream, and counter-based random numbers for batched dreams.
+
+Every stream of a run (an episode's environment seed, a policy's generator, a dream's key, a
+training loop's draws) is `SeedSequence(seed, spawn_key=key)` with a key naming its purpose
+(`seed_sequence`, `generator`, `int_seed`, `tf_seed`), so streams never overlap and a resumed or
+re-run computation draws the same numbers.
 
 A draw is a pure function of (key, counter, stream, element): the key belongs to one dream, the
 counter is its step, the stream names what the draw is for (the start frame, the mixture component,
@@ -22,14 +27,46 @@ GOLDEN = 0x9E3779B9  # spreads stream numbers over the 32-bit range
 MASK32 = 0xFFFFFFFF
 
 
+# --- Seeds: every random stream of a run derives from its --seed and a key naming the stream's purpose ----------
+
+
+def seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
+    """The SeedSequence of stream `key` of a run with `seed` (the one convention every stream follows)."""
+    return np.random.SeedSequence(entropy=seed, spawn_key=tuple(int(k) for k in key))
+
+
+def generator(seed: int, *key: int) -> np.random.Generator:
+    """A NumPy generator for stream `key` of a run with `seed`."""
+    return np.random.default_rng(seed_sequence(seed, *key))
+
+
+def int_seed(seed: int, *key: int) -> int:
+    """A 32-bit integer seed for stream `key` (an environment's reset seed, a derived run seed)."""
+    return int(seed_sequence(seed, *key).generate_state(1, np.uint32)[0])
+
+
+def tf_seed(seed: int, *key: int) -> np.ndarray:
+    """A stateless TensorFlow seed [2] int32 for stream `key`."""
+    return (seed_sequence(seed, *key).generate_state(2, np.uint32) >> 1).astype(np.int32)
+
+
+def data_generator(seed: int, *words: int) -> np.random.Generator:
+    """The generator of a training-data shuffle, from the words (seed, tag, epoch).
+
+    The shuffles of V's frames and M's windows were seeded from entropy words before the keys above
+    existed; they keep that form so that a run gives the same weights as before.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, *words]))
+
+
 def key_from_seed(seed_sequence: np.random.SeedSequence) -> np.ndarray:
     """A [2] uint32 key drawn from a SeedSequence."""
     return seed_sequence.generate_state(2, np.uint32)
 
 
 def keys_from_seeds(entropy: int, spawn_keys: Sequence[Sequence[int]]) -> np.ndarray:
-    """[n, 2] uint32 keys, one per `SeedSequence(entropy, spawn_key)`."""
-    return np.stack([key_from_seed(np.random.SeedSequence(entropy, spawn_key=tuple(k))) for k in spawn_keys]).astype(np.uint32)
+    """[n, 2] uint32 dream keys, one per stream key of the run seed `entropy`."""
+    return np.stack([key_from_seed(seed_sequence(entropy, *k)) for k in spawn_keys]).astype(np.uint32)
 
 
 # --- NumPy twin (tests, and small draws outside TensorFlow) ------------------------------------------

@@ -32,40 +32,43 @@ keras = keras()
 
 @dataclasses.dataclass(frozen=True)
 class AgentShape:
-    """What the networks are built for; fixed for the life of an agent (resuming checks it)."""
+    """What the networks are built for; fixed for the life of an agent (resuming checks it).
+
+    No defaults here: the sizes come from `TrainDreamerConfig` (stages/train_dreamer.py), their one source.
+    """
 
     image: bool  # 64x64x3 images (CNN), else vectors (MLP)
     observation_dim: int  # vector width (0 for images)
     action_dim: int
     action_kind: str  # "categorical" (one-hot) or "bounded" ([-1, 1] per dimension)
-    latent: str = "categorical"
-    deter: int = 600
-    stoch: int = 32
-    classes: int = 32
-    hidden: int = 600
-    units: int = 400
-    layers: int = 4
-    cnn_depth: int = 48
+    latent: str
+    deter: int
+    stoch: int
+    classes: int
+    hidden: int
+    units: int
+    layers: int
+    cnn_depth: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Learning:
-    """The learning rules (DreamerV2's values, Atari column, unless a preset says otherwise)."""
+    """The learning rules; their values come from `TrainDreamerConfig` (stages/train_dreamer.py), their one source."""
 
-    model_lr: float = 2e-4
-    actor_lr: float = 4e-5
-    critic_lr: float = 1e-4
-    grad_clip: float = 100.0
-    kl_alpha: float = 0.8
-    kl_free: float = 0.0
-    kl_scale: float = 0.1
-    discount_scale: float = 1.0
-    gamma: float = 0.999
-    lambda_: float = 0.95
-    horizon: int = 15
-    rho: float = 1.0
-    eta: float = 1e-3
-    target_every: int = 100
+    model_lr: float
+    actor_lr: float
+    critic_lr: float
+    grad_clip: float
+    kl_alpha: float
+    kl_free: float
+    kl_scale: float
+    discount_scale: float
+    gamma: float
+    lambda_: float
+    horizon: int
+    rho: float
+    eta: float
+    target_every: int
 
 
 class Agent(keras.Model):

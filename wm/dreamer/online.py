@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from wm import rng
 from wm.actions import dreamer_env_action
 from wm.errors import OutputExistsError
 from wm.training import check_finite
@@ -34,13 +35,12 @@ TRAIN_STREAM, ACT_STREAM, EVAL_STREAM, SAMPLE_STREAM, PREFILL_STREAM = 1, 2, 3, 
 
 def stream_seed(seed: int, stream: int, counter: int) -> np.ndarray:
     """A stateless TensorFlow seed [2] int32 for counter `counter` of stream `stream` of a run."""
-    words = np.random.SeedSequence(entropy=seed, spawn_key=(stream, counter)).generate_state(2, np.uint32)
-    return (words >> 1).astype(np.int32)
+    return rng.tf_seed(seed, stream, counter)
 
 
 def stream_rng(seed: int, stream: int, counter: int) -> np.random.Generator:
     """A NumPy generator for counter `counter` of stream `stream` of a run."""
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stream, counter)))
+    return rng.generator(seed, stream, counter)
 
 
 @dataclass
@@ -184,13 +184,13 @@ class OnlineRun:
 
     def _planner_noise(self, action: Any, seed: Any) -> Any:
         """PlaNet's exploration: Gaussian noise on bounded actions; a uniform random discrete action with probability cem_noise."""
-        rng = np.random.default_rng(seed.numpy().astype(np.uint32))
+        draws = np.random.default_rng(seed.numpy().astype(np.uint32))
         action = action.numpy()
         if self.shape.action_kind == "categorical":
-            if rng.random() < self.config.cem_noise:
-                action = np.eye(self.shape.action_dim, dtype=np.float32)[None, rng.integers(self.shape.action_dim)]
+            if draws.random() < self.config.cem_noise:
+                action = np.eye(self.shape.action_dim, dtype=np.float32)[None, draws.integers(self.shape.action_dim)]
         else:
-            action = np.clip(action + self.config.cem_noise * rng.normal(size=action.shape), -1.0, 1.0).astype(np.float32)
+            action = np.clip(action + self.config.cem_noise * draws.normal(size=action.shape), -1.0, 1.0).astype(np.float32)
         return self.tf.constant(action)
 
     # ---- learning ----

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from wm import rng
 from wm.errors import Interrupted, OutputExistsError
 from wm.progress import log, plural
 
@@ -37,8 +38,7 @@ class ResumableCMAES:
         self._candidates: np.ndarray | None = None
 
     def _generation_seed(self, generation: int) -> int:
-        sequence = np.random.SeedSequence(self.seed, spawn_key=(0xC3A, generation + 1))
-        return int(sequence.generate_state(1, np.uint32)[0]) or 1  # cma treats seed 0 as "pick one"
+        return rng.int_seed(self.seed, 0xC3A, generation + 1) or 1  # cma treats seed 0 as "pick one"
 
     def ask(self) -> np.ndarray:
         """This generation's candidates [population, num_params] (the same ones again until `tell`)."""
@@ -76,9 +76,7 @@ class ResumableCMAES:
 
 
 def _dream_keys(seed: int, purpose: int, generation: int, count: int) -> np.ndarray:
-    from wm.rng import keys_from_seeds
-
-    return keys_from_seeds(seed, [(purpose, generation, i) for i in range(count)])
+    return rng.keys_from_seeds(seed, [(purpose, generation, i) for i in range(count)])
 
 
 def real_returns(setting: Any, executor: Any, params: np.ndarray, run_seed: int, episodes: int) -> tuple[np.ndarray, list[int]]:

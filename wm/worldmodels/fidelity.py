@@ -225,10 +225,10 @@ class OpenLoop:
     """Open-loop prediction of one MDN-RNN over a set of episodes (see the module docstring)."""
 
     def __init__(self, mdnrnn: Any, episodes: Sequence[HeldOutEpisode], horizon: int, temperature: float, seed: int):
-        from wm.rng import key_from_seed
+        from wm.rng import key_from_seed, seed_sequence
 
         self.mdnrnn, self.episodes, self.horizon, self.temperature = mdnrnn, episodes, horizon, float(temperature)
-        self.base_key = key_from_seed(np.random.SeedSequence(seed))[None]
+        self.base_key = key_from_seed(seed_sequence(seed))[None]
         self._run = _open_loop_batch_fn(mdnrnn, horizon)
         self._states_of = teacher_forced_states_fn(mdnrnn)
         self._states: dict[int, tuple[np.ndarray, np.ndarray]] = {}

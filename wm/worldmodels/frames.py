@@ -14,6 +14,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from wm.rng import data_generator
+
 from wm.errors import UsageError
 
 
@@ -27,7 +29,7 @@ def split_episodes(num_episodes: int, heldout_fraction: float, seed: int) -> tup
     """(training, held-out) episode numbers: a seeded random `heldout_fraction` (at least one) is held out."""
     check_episode_count(num_episodes)
     heldout = min(num_episodes - 1, max(1, int(round(heldout_fraction * num_episodes))))
-    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5E1])).permutation(num_episodes)
+    order = data_generator(seed, 0x5E1).permutation(num_episodes)
     return np.sort(order[heldout:]), np.sort(order[:heldout])
 
 
@@ -74,7 +76,7 @@ class FrameStream:
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The row numbers of `epoch` in visiting order (a permutation of `rows`)."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xF4A, epoch]))
+        rng = data_generator(self.seed, 0xF4A, epoch)
         groups = np.split(self.rows, self._group_starts[1:])
         order = np.concatenate([groups[i] for i in rng.permutation(len(groups))]) if groups else self.rows
         for begin in range(0, len(order), self.pool_size):

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from wm import rng
 from wm.errors import Interrupted
 from wm.tfsetup import keras, tensorflow
 
@@ -130,7 +131,6 @@ def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
     from wm.actions import tf_controller_env_action, tf_controller_memory_input
     from wm.worldmodels.controller import features
     from wm.progress import Progress, log
-    from wm.rng import keys_from_seeds
     from wm.training import MetricsLog, apply_if_finite, check_finite, plot_learning_curve, start_or_resume
 
     config, layout, seed = setting.config, setting.layout, setting.seed
@@ -140,7 +140,7 @@ def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
                                discrete=discrete, hidden=config.ppo_layers_tuple())
     optimizer = keras.optimizers.Adam(config.ppo_learning_rate, clipnorm=0.5)
     checkpoint, state, saved = start_or_resume(output, model, optimizer)
-    dreams = DreamVector(setting.dream, keys_from_seeds(seed, [(PPO_DREAMS, i) for i in range(config.ppo_dreams)]))
+    dreams = DreamVector(setting.dream, rng.keys_from_seeds(seed, [(PPO_DREAMS, i) for i in range(config.ppo_dreams)]))
     running_return = np.zeros(config.ppo_dreams)
     if state.epoch:
         saved = dict(saved)
@@ -217,7 +217,7 @@ def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
             sums: dict[str, float] = {}
             updates = 0
             for epoch in range(config.ppo_epochs):
-                order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(PPO_DREAMS, iteration, epoch))).permutation(samples)
+                order = rng.generator(seed, PPO_DREAMS, iteration, epoch).permutation(samples)
                 for begin in range(0, samples - minibatch + 1, minibatch):
                     rows = order[begin : begin + minibatch]
                     result = update(*(tf.constant(flat[name][rows]) for name in ("x", "action", "log_prob", "advantages", "targets")))

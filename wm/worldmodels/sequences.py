@@ -20,6 +20,8 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from wm.rng import data_generator
+
 from wm.actions import memory_inputs
 
 POOL_BATCHES = 32
@@ -99,7 +101,7 @@ class WindowStream:
 
     def epoch_windows(self, epoch: int) -> list[tuple[int, int, int]]:
         """The windows of `epoch` in visiting order."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x5E9, epoch]))
+        rng = data_generator(self.seed, 0x5E9, epoch)
         windows = episode_windows(self.reader.lengths, self.episodes, self.length, rng)
         return [windows[i] for i in rng.permutation(len(windows))]
 
@@ -111,7 +113,7 @@ class WindowStream:
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int, int]]]:
         """The windows of `epoch` grouped into batches, in visiting order (windows of similar length together)."""
         windows = self.epoch_windows(epoch)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xBA7, epoch]))
+        rng = data_generator(self.seed, 0xBA7, epoch)
         pool = self.batch_size * POOL_BATCHES
         batches: list[list[tuple[int, int, int]]] = []
         for begin in range(0, len(windows), pool):
