@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -61,3 +64,58 @@ def test_task_errors_are_reported_and_user_errors_pass_through():
 def test_unknown_backend():
     with pytest.raises(UsageError, match="Unknown backend 'mpi'"):
         make_executor("mpi", 2)
+
+
+def _children(pid: int, name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] == name and int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _has_reaper(pid: int) -> bool:
+    """True once `pid` has started its reaper (wm.envs.reaper), which it does right after an engine starts."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"watched = set()" in handle.read():
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                            return True
+        except OSError:
+            continue
+    return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended; only its record is left
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper watches Linux processes")
+def test_the_serial_backends_engine_dies_with_its_process_even_after_sigkill(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wm", "rollout", "--env", "doom-takecover", "--episodes", "1000", "--backend", "serial", "--out", "r.h5"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (engines := _children(process.pid, "vizdoom")) or not _has_reaper(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline, "the rollout never started an engine and its reaper"
+            time.sleep(0.2)
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in engines) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in engines), f"engines {engines} outlived their process"

@@ -16,10 +16,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from wm.envs import reaper
 from wm.envs.preprocess import FRAME_SIZE, resize_frame
 
 DEFAULT_SCREEN_RESOLUTION = "RES_160X120"
 ACTION_BUTTONS = (("MOVE_LEFT",), (), ("MOVE_RIGHT",))  # our action index -> buttons pressed
+_WATCHED: set[int] = set()  # engine PIDs of this process that a reaper watches (wm.envs.reaper)
 
 
 class DoomTakeCoverFrames(gym.Wrapper):
@@ -34,13 +36,25 @@ class DoomTakeCoverFrames(gym.Wrapper):
         names = [button.name for button in base.game.get_available_buttons()]
         combos = [tuple(name for name, pressed in zip(names, combo) if pressed) for combo in base.button_map]
         self._to_wrapper_action = [combos.index(tuple(buttons)) for buttons in ACTION_BUTTONS]
+        self._engines: list[int] | None = None  # the engine process(es) this environment started
 
     def _frame(self, observation: dict) -> np.ndarray:
         return resize_frame(observation["screen"], self.size)
 
     def reset(self, **kwargs):
         observation, info = self.env.reset(**kwargs)
+        if self._engines is None:  # the engine starts at the first reset: watch it (it dies with this process)
+            self._engines = [pid for pid in reaper.child_processes("vizdoom") if pid not in _WATCHED]
+            _WATCHED.update(self._engines)
+            reaper.watch(self._engines)
         return self._frame(observation), info
+
+    def close(self):
+        super().close()
+        if self._engines:
+            reaper.release(self._engines)
+            _WATCHED.difference_update(self._engines)
+            self._engines = []
 
     def step(self, action):
         observation, reward, terminated, truncated, info = self.env.step(self._to_wrapper_action[int(action)])
