@@ -159,7 +159,7 @@ def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, out
     state = train_epochs(
         name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=stream.batches_per_epoch,
         batches=batches, train_step=lambda tensors, step: train_step(*tensors, tf.constant(step, tf.int64)),
-        evaluate=evaluate, checkpoint=checkpoint, model=model, optimizer=optimizer,
+        evaluate=evaluate, checkpoint=checkpoint,
         log_folder=output.log_folder, checkpoint_seconds=config.checkpoint_seconds, unit="steps",
     )
     starts = latents.file["episode/start"][:].tolist()

@@ -110,7 +110,7 @@ def compute(config: TrainVAEConfig, inputs: Mapping[str, Any], seed: int, output
         name=STAGE_NAME, state=state, epochs=config.epochs, batches_per_epoch=batches_per_epoch,
         batches=batches, train_step=lambda frames, step: train_step(frames, tf.constant(step, tf.int64)),
         evaluate=heldout_evaluation(evaluation_model, model, obs, heldout_rows, float(config.kl_tolerance)),
-        checkpoint=checkpoint, model=model, optimizer=optimizer, log_folder=output.log_folder,
+        checkpoint=checkpoint, log_folder=output.log_folder,
         checkpoint_seconds=config.checkpoint_seconds,
     )
     evaluation_model = sync_weights(evaluation_model, model)

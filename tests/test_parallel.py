@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests import workers
+from wm.envs.reaper import child_processes
 from wm.errors import UsageError, WorkerError
 from wm.parallel import make_executor
 
@@ -66,19 +67,6 @@ def test_unknown_backend():
         make_executor("mpi", 2)
 
 
-def _children(pid: int, name: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] == name and int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
 def _has_reaper(pid: int) -> bool:
     """True once `pid` has started its reaper (wm.envs.reaper), which it does right after an engine starts."""
     for entry in os.listdir("/proc"):
@@ -109,7 +97,7 @@ def test_the_serial_backends_engine_dies_with_its_process_even_after_sigkill(tmp
     )
     try:
         deadline = time.monotonic() + 120
-        while not (engines := _children(process.pid, "vizdoom")) or not _has_reaper(process.pid):
+        while not (engines := child_processes("vizdoom", process.pid)) or not _has_reaper(process.pid):
             assert process.poll() is None and time.monotonic() < deadline, "the rollout never started an engine and its reaper"
             time.sleep(0.2)
     finally:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from wm.errors import Interrupted, TrainingDiverged
-from wm.progress import log
+from wm.progress import Progress, log
 
 
 @dataclass
@@ -142,8 +142,6 @@ def train_epochs(
     train_step: Callable[[Any, int], Mapping[str, Any]],
     evaluate: Callable[[], Mapping[str, float]],
     checkpoint: Any,
-    model: Any,
-    optimizer: Any,
     log_folder: Path,
     checkpoint_seconds: float,
     unit: str = "frames",
@@ -154,9 +152,8 @@ def train_epochs(
     `train_step(batch, step)` applies one update unless a loss or gradient is not finite and returns
     scalar metrics including `finite` (bool); `evaluate()` returns held-out metrics. Stops with
     TrainingDiverged (last good checkpoint kept) if `finite` is false, with Interrupted on Ctrl-C.
+    `checkpoint` (`wm.checkpoint.Checkpoint`) tracks the model's and optimizer's variables.
     """
-    from wm.progress import Progress
-
     metrics = MetricsLog(log_folder)
     progress = Progress(
         epochs * batches_per_epoch, description=name, unit="batch",

@@ -38,9 +38,9 @@ for pid in watched:
 _reaper: tuple[int, subprocess.Popen] | None = None  # (the process it watches over, the reaper)
 
 
-def child_processes(name: str) -> list[int]:
-    """PIDs of this process's children whose command name (`/proc/PID/comm`) is `name`."""
-    me, found = os.getpid(), []
+def child_processes(name: str, parent: int | None = None) -> list[int]:
+    """PIDs of the children of `parent` (default: this process) whose command name (`/proc/PID/comm`) is `name`."""
+    me, found = os.getpid() if parent is None else parent, []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
