@@ -18,6 +18,7 @@ from wm.errors import ArtifactError
 from wm.io.rollouts import compression_option
 from wm.progress import log
 from wm.runner import Input, Output, Stage
+from wm.io.artifact import SEAL_BYTES, create_dataset, ensure_space
 
 STAGE_NAME = "encode"
 STAGE_VERSION = 1
@@ -57,7 +58,7 @@ def compute(config: EncodeConfig, inputs: Mapping[str, Any], seed: int, output: 
     import numpy as np
 
     from wm.io.models import read_model
-    from wm.io.rollouts import chunk_rows, compression_options
+    from wm.io.rollouts import STEP_DATASETS, chunk_rows, compression_options
     from wm.worldmodels.vae import build_vae
 
     rollouts, vae_artifact = inputs["rollouts"], inputs["vae"]
@@ -69,19 +70,21 @@ def compute(config: EncodeConfig, inputs: Mapping[str, Any], seed: int, output: 
         "observation_space_json": rollouts.attr("observation_space_json"), "vae_fingerprint": vae_artifact.fingerprint,
         "rollouts_fingerprint": rollouts.fingerprint,
     }
-    with output.artifact(**attributes) as f:
+    step_bytes = 2 * 4 * latent_dim + sum(source[name].dtype.itemsize * int(np.prod(source[name].shape[1:])) for name in STEP_DATASETS[1:])
+    ensure_space(output.path.parent, steps * step_bytes + SEAL_BYTES, f"the latents of {steps} frames")
+    with output.artifact(streamed=True, **attributes) as f:
         options = compression_options(config.compression)
         latent_chunks = (min(steps, chunk_rows((latent_dim,), 4)), latent_dim)
         for name in ("mu", "logvar"):
-            f.create_dataset(name, shape=(steps, latent_dim), dtype=np.float32, chunks=latent_chunks, **options)
+            create_dataset(f, name, shape=(steps, latent_dim), dtype=np.float32, chunks=latent_chunks, **options)
         for name in ("action", "reward", "terminated", "truncated"):
             data = source[name]
             chunks = (min(steps, data.chunks[0]), *data.shape[1:])
-            f.create_dataset(name, shape=data.shape, dtype=data.dtype, chunks=chunks, **options)
+            create_dataset(f, name, shape=data.shape, dtype=data.dtype, chunks=chunks, **options)
             for begin in range(0, steps, 65536):  # step arrays are small, but still read in slices
                 f[name][begin : begin + 65536] = data[begin : begin + 65536]
         for name in ("start", "length", "seed", "return"):
-            f.create_dataset(f"episode/{name}", data=source[f"episode/{name}"][:])
+            create_dataset(f, f"episode/{name}", data=source[f"episode/{name}"][:])
         encode_frames(vae, source["obs"], f["mu"], f["logvar"], config.batch_size)
     log(f"Wrote {output.path}: mu and logvar ({latent_dim} dimensions) for {steps} frames.")
 

@@ -24,6 +24,7 @@ from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted
 from wm.progress import log, plural
 from wm.runner import Input, Output, Stage
+from wm.io.artifact import create_dataset
 
 STAGE_NAME = "evaluate"
 STAGE_VERSION = 1
@@ -127,15 +128,15 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
         dream_std_return=float(dream_returns.std()) if len(dream_returns) else nan,
         dream_temperature=float(temperature) if temperature is not None else nan,
     ) as f:
-        f.create_dataset("episode/return", data=returns)
-        f.create_dataset("episode/length", data=lengths)
-        f.create_dataset("episode/seed", data=np.asarray(env_seeds, np.uint32))
-        f.create_dataset("episode/index", data=np.asarray(indices, np.int64))
+        create_dataset(f, "episode/return", data=returns)
+        create_dataset(f, "episode/length", data=lengths)
+        create_dataset(f, "episode/seed", data=np.asarray(env_seeds, np.uint32))
+        create_dataset(f, "episode/index", data=np.asarray(indices, np.int64))
         if all(counts is not None for counts in action_counts):
             width = max(len(counts) for counts in action_counts)
-            f.create_dataset("episode/action_counts", data=np.asarray([np.pad(c, (0, width - len(c))) for c in action_counts], np.int64))
-        f.create_dataset("dream/return", data=np.asarray(dream_returns, np.float64))
-        f.create_dataset("dream/length", data=np.asarray(dream_lengths, np.int64))
+            create_dataset(f, "episode/action_counts", data=np.asarray([np.pad(c, (0, width - len(c))) for c in action_counts], np.int64))
+        create_dataset(f, "dream/return", data=np.asarray(dream_returns, np.float64))
+        create_dataset(f, "dream/length", data=np.asarray(dream_lengths, np.int64))
     from wm.io.inspect import evaluation_sentence
 
     print(evaluation_sentence(output.path), flush=True)

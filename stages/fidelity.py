@@ -32,6 +32,7 @@ from wm.config import StageConfig, option
 from wm.errors import ConfigError, Interrupted, UsageError
 from wm.progress import log, plural
 from wm.runner import Input, Output, Stage
+from wm.io.artifact import create_dataset
 
 STAGE_NAME = "fidelity"
 STAGE_VERSION = 1
@@ -196,13 +197,13 @@ def _write(output: Output, config: FidelityConfig, env_id: str, rules: Any, comp
         for comparison in comparisons:
             group = f.create_group(policy_group(comparison.name))
             group.attrs["name"] = comparison.name
-            group.create_dataset("real_length", data=np.asarray(comparison.real_length, np.int64))
-            group.create_dataset("real_return", data=np.asarray(comparison.real_return, np.float64))
-            group.create_dataset("real_seed", data=np.asarray(real[comparison.name]["seed"], np.uint32))
-            group.create_dataset("dream_length", data=np.asarray(comparison.dream_length, np.int64))
-            group.create_dataset("dream_return", data=np.asarray(comparison.dream_return, np.float64))
+            create_dataset(group, "real_length", data=np.asarray(comparison.real_length, np.int64))
+            create_dataset(group, "real_return", data=np.asarray(comparison.real_return, np.float64))
+            create_dataset(group, "real_seed", data=np.asarray(real[comparison.name]["seed"], np.uint32))
+            create_dataset(group, "dream_length", data=np.asarray(comparison.dream_length, np.int64))
+            create_dataset(group, "dream_return", data=np.asarray(comparison.dream_return, np.float64))
         for name in ("horizon", "nll", "copy_nll", "done_auc", "transitions", "done_steps", "deaths", "predicted_deaths"):
-            f.create_dataset(f"open_loop/{name}", data=getattr(result, name))
+            create_dataset(f, f"open_loop/{name}", data=getattr(result, name))
 
 
 def _plans(config: FidelityConfig, env_id: str, space: Any, controller_path: Any) -> list[PolicyPlan]:

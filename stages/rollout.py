@@ -188,7 +188,7 @@ def _collect(config: RolloutConfig, output: Output, seed: int, policy_name: str,
     # The executor starts before any file is touched: a bad backend or an unreachable cluster changes nothing.
     executor = make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout)
     # A chunk cache larger than an episode: partial edge chunks are not evicted and re-read between appends.
-    with executor, open_h5(partial, "a" if resume else "w", chunk_cache_bytes=WRITE_CHUNK_CACHE_BYTES) as f:
+    with executor, open_h5(partial, "a" if resume else "w", chunk_cache_bytes=WRITE_CHUNK_CACHE_BYTES, resumable=True) as f:
         written = file_identity(f)
         if not resume:
             output.write_root_attributes(

@@ -25,6 +25,7 @@ from wm.errors import ArtifactError
 from wm.progress import log, plural
 from wm.runner import Input, Output, Stage
 from wm.tfsetup import PRECISIONS
+from wm.io.artifact import create_dataset
 
 STAGE_NAME = "train-mdnrnn"
 STAGE_VERSION = 2
@@ -167,9 +168,9 @@ def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, out
                          env_id=latents.attr("env_id"), action_space_json=latents.attr("action_space_json"),
                          vae_fingerprint=latents.attr("vae_fingerprint"), latents_fingerprint=latents.fingerprint) as f:
         write_training_record(f, sync_weights(evaluation_model, model), state.history)
-        f.create_dataset("initial/mu", data=latents.file["mu"][starts])
-        f.create_dataset("initial/logvar", data=latents.file["logvar"][starts])
-        f.create_dataset("initial/heldout", data=np.isin(np.arange(len(starts)), heldout_episodes))
+        create_dataset(f, "initial/mu", data=latents.file["mu"][starts])
+        create_dataset(f, "initial/logvar", data=latents.file["logvar"][starts])
+        create_dataset(f, "initial/heldout", data=np.isin(np.arange(len(starts)), heldout_episodes))
     checkpoint.remove()
     final = state.history[-1]
     message = (f"Wrote {output.path}: held-out NLL {final['heldout/nll']:.3f} per latent dimension "

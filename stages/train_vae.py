@@ -19,6 +19,7 @@ from wm.errors import ConfigError
 from wm.progress import log, plural
 from wm.runner import Input, Output, Stage
 from wm.tfsetup import PRECISIONS
+from wm.io.artifact import create_dataset
 
 STAGE_NAME = "train-vae"
 STAGE_VERSION = 2  # 2: frames shuffled by pools of chunk groups
@@ -163,8 +164,8 @@ def write_samples(f: Any, model: Any, obs: Any, heldout_rows: Any, count: int) -
     reconstructions = output_to_frames(model(frames_to_input(originals))[0])
     for name, images in (("original", originals), ("reconstruction", reconstructions),
                          ("comparison", side_by_side([originals, reconstructions]))):
-        mark_as_image_stack(f.create_dataset(f"samples/{name}", data=images))
-    f.create_dataset("samples/rows", data=rows)
+        mark_as_image_stack(create_dataset(f, f"samples/{name}", data=images))
+    create_dataset(f, "samples/rows", data=rows)
 
 
 STAGE = Stage(

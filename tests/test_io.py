@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import rollout
 from wm.errors import ArtifactError, OutputExistsError, UsageError
+from wm.io.integrity import seal
 from wm.io.artifact import ROOT_ATTRIBUTES, check_output, compute_fingerprint, open_artifact
 from wm.io.rollouts import CHECKSUM, COMMITTED_EPISODES, Episode, RolloutsReader, RolloutsWriter, chunk_rows
 from wm.io.schema import SCHEMAS
@@ -76,12 +77,18 @@ def test_loader_refuses_each_kind_of_bad_file(tmp_path, fake_rollouts):
     shutil.copy(fake_rollouts, no_index)
     with h5py.File(no_index, "a") as f:
         del f["episode/return"]
+    with pytest.raises(ArtifactError, match="is damaged: the dataset 'episode/return' is missing"):
+        open_artifact(no_index)  # the seal tells
+    # A file sealed as it is (a stage that wrote it wrong): the kind's own checks tell.
+    with h5py.File(no_index, "a") as f:
+        seal(f)
     with pytest.raises(ArtifactError, match="missing the dataset 'episode/return'"):
         open_artifact(no_index)
     inconsistent = tmp_path / "inconsistent.h5"
     shutil.copy(fake_rollouts, inconsistent)
     with h5py.File(inconsistent, "a") as f:
         f["reward"].resize(f["reward"].shape[0] - 1, axis=0)
+        seal(f)
     with pytest.raises(ArtifactError, match="inconsistent"):
         open_artifact(inconsistent)
 

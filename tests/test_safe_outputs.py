@@ -120,7 +120,7 @@ def test_commit_never_moves_a_file_it_did_not_write(tmp_path: Path) -> None:
     out = tmp_path / "a.h5"
     stranger = tmp_path / "stranger"
     stranger.write_bytes(b"not ours")
-    with pytest.raises(OutputExistsError, match="no longer the file this run wrote"):
+    with pytest.raises(OutputExistsError, match="is not the file this run wrote"):
         with writing_artifact(out) as f:
             f.attrs["x"] = 1
             os.replace(stranger, tmp_path / ".a.h5.tmp")  # another program puts its file under our temporary name

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import error_line, fails_cleanly, rollout, run_stage, run_wm, sigkill_when
 from wm.io.artifact import open_artifact
+from wm.io.integrity import seal
 
 
 def test_vae_artifact_holds_weights_history_and_viewable_samples(chain):
@@ -191,6 +192,7 @@ def test_single_step_and_empty_episodes_are_refused(chain, tmp_path):
         for name in ("obs", "action", "reward", "terminated", "truncated", "episode/start", "episode/length",
                      "episode/seed", "episode/return"):
             f[name].resize(0, axis=0)
+        seal(f)  # as a stage would have written it
     assert "at least 2 episodes" in fails_cleanly(tmp_path, "train-vae", "--rollouts", str(empty), "--preset", "tiny")
     assert "holds no steps" in fails_cleanly(tmp_path, "encode", "--rollouts", str(empty), "--vae", str(chain["vae"]))
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from wm.errors import OutputExistsError
-from wm.io.artifact import commit, file_identity, open_h5
+from wm.io.artifact import create_dataset, open_h5, writing_artifact
 from wm.io.models import load_variables, save_variables
 
 CHECKPOINT_FILE = "checkpoint.h5"
@@ -72,18 +72,24 @@ class Checkpoint:
         return None
 
     def save(self, state: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> None:
-        """Write the state (JSON), the tracked variables and `arrays` atomically."""
+        """Write the state (JSON), the tracked variables and `arrays` atomically (a full disk keeps the previous checkpoint)."""
+        created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{CHECKPOINT_FILE}.tmp"
-        with open_h5(temporary, "w") as f:
-            written = file_identity(f)
+        try:
+            self._write(state, arrays)
+        except BaseException:
+            if created and not any(self.folder.iterdir()):
+                self.folder.rmdir()  # no empty folder is left behind by a failed first save
+            raise
+
+    def _write(self, state: Mapping[str, Any], arrays: Mapping[str, Any] | None) -> None:
+        with writing_artifact(self.path) as f:
             f.attrs["fingerprint"] = self.fingerprint
             f.attrs["state_json"] = json.dumps(state)
             for name, variables in self.groups.items():
                 save_variables(f.create_group(f"variables/{name}"), variables)
             for name, values in (arrays or {}).items():
-                f.create_dataset(f"arrays/{name}", data=np.asarray(values))
-        commit(temporary, self.path, written)
+                create_dataset(f, f"arrays/{name}", data=np.asarray(values))
 
     def remove(self) -> None:
         """Delete the checkpoint folder (the run's artifact is written)."""

@@ -37,6 +37,10 @@ class WorkerError(WMError):
     """A parallel worker died, hung or raised; the run stopped loudly instead of hanging."""
 
 
+class DiskFull(WMError):
+    """No space left for an output: the run stopped before writing, keeping what it had done (exit code 1)."""
+
+
 class Interrupted(WMError):
     """Ctrl-C or SIGTERM: the work done so far is kept and the same command resumes it."""
 

@@ -52,7 +52,7 @@ def write_video(frames: np.ndarray, out: Path, fps: float) -> None:
             with imageio.get_writer(temporary, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
                 for frame in padded:
                     writer.append_data(frame)
-        commit(temporary, out)  # refuses to replace a file another program wrote there meanwhile (wm.io.lock)
+        commit(temporary, out, seal_it=False)  # refuses to replace a file another program wrote there meanwhile (wm.io.lock)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -22,6 +22,7 @@ is the run's resumable state and `output.log_folder` its metrics and plots.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -101,11 +102,14 @@ class Output:
                               inputs=self.refs, fingerprint=self.fingerprint, extra=extra)
 
     @contextlib.contextmanager
-    def artifact(self, **extra: Any) -> Iterator[Any]:
-        """The output artifact to fill, root attributes written; moved into place when the block ends without error."""
+    def artifact(self, *, streamed: bool = False, **extra: Any) -> Iterator[Any]:
+        """The output artifact to fill, root attributes written; sealed and moved into place when the block ends without error.
+
+        `streamed`: written in place rather than in memory, for arrays too large for memory (`wm.io.artifact.writing_artifact`).
+        """
         from wm.io.artifact import writing_artifact
 
-        with writing_artifact(self.path) as f:
+        with writing_artifact(self.path, streamed=streamed) as f:
             self.write_root_attributes(f, **extra)
             yield f
 
@@ -150,18 +154,19 @@ def run_stage(
     with OutputLock(out, force=force or rerun), contextlib.ExitStack() as stack:
         try:
             opened = _open_inputs(stage, inputs, stack)
-            if stage.prepare is not None:
-                config = output.config = stage.prepare(config, opened)
-            output.refs = [artifact.input_ref(name) for name, artifact in opened.items() if artifact is not None]
-            status = "up-to-date" if _up_to_date(stage, output, rerun) else "written"
-            if status == "written":
-                log(f"wm {stage.name}, seed {seed}, config: {_config_json(config)}")
-                try:
-                    stage.compute(config, opened, seed, output)
-                except KeyboardInterrupt:
-                    raise Interrupted(f"Interrupted: {out} was not written; run the same command again.") from None
-            if stage.side_outputs is not None:
-                stage.side_outputs(config, opened, seed, output)
+            with _one_sentence_failures(opened, out):
+                if stage.prepare is not None:
+                    config = output.config = stage.prepare(config, opened)
+                output.refs = [artifact.input_ref(name) for name, artifact in opened.items() if artifact is not None]
+                status = "up-to-date" if _up_to_date(stage, output, rerun) else "written"
+                if status == "written":
+                    log(f"wm {stage.name}, seed {seed}, config: {_config_json(config)}")
+                    try:
+                        stage.compute(config, opened, seed, output)
+                    except KeyboardInterrupt:
+                        raise Interrupted(f"Interrupted: {out} was not written; run the same command again.") from None
+                if stage.side_outputs is not None:
+                    stage.side_outputs(config, opened, seed, output)
             return StageResult(out, output.fingerprint, status)
         except BaseException:
             if not had_logs and output.log_folder.is_dir() and not (output.log_folder / "metrics.jsonl").exists():
@@ -210,6 +215,35 @@ def _open_inputs(stage: Stage, inputs: Mapping[str, Any], stack: contextlib.Exit
             continue
         opened[name] = stack.enter_context(open_artifact(path, spec.kind))
     return opened
+
+
+@contextlib.contextmanager
+def _one_sentence_failures(opened: Mapping[str, Any], out: Path) -> Iterator[None]:
+    """Unexpected errors that are the input's or the disk's fault, as one sentence instead of a traceback.
+
+    A full disk that a writer's space check did not foresee (another program filled it) is `DiskFull`.
+    Otherwise every input is read whole: a damaged one is named.
+
+    Opening an input checks its structure and float data (`wm.io.integrity.check_sealed`); the
+    bytes of its other arrays (frames, actions) are only verified, by their checksums, as a stage
+    reads them, so a damaged frame surfaces mid-run as an h5py or TensorFlow error.
+    """
+    from wm.errors import ArtifactError, DiskFull, WMError, WorkerError
+    from wm.io.integrity import find_damage
+
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, WMError) and not isinstance(exc, WorkerError):  # already one sentence (a worker's may hide damage)
+            raise
+        if isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left on device" in str(exc)):
+            raise DiskFull(f"No space left on the disk of {out.parent} while writing {out.name}; free some space and run "
+                           "the same command again.") from None
+        for artifact in opened.values():
+            damage = artifact is not None and find_damage(artifact.file, artifact.path)
+            if damage:
+                raise ArtifactError(damage) from None
+        raise
 
 
 def _up_to_date(stage: Stage, output: Output, rerun: bool) -> bool:

@@ -26,6 +26,7 @@ import numpy as np
 
 from wm.errors import Interrupted, TrainingDiverged
 from wm.progress import Progress, log
+from wm.io.artifact import create_dataset
 
 
 @dataclass
@@ -69,7 +70,7 @@ def write_training_record(f: Any, model: Any, history: list[Mapping[str, Any]]) 
 
     write_model(f, model)
     for key, values in history_arrays(history).items():
-        f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+        create_dataset(f, f"history/{key.replace('/', '_')}", data=values)
     f.attrs["history_json"] = json.dumps(history)
     for key, value in history[-1].items():
         if key not in RECORD_KEYS and np.isscalar(value):

@@ -27,6 +27,7 @@ from wm.actions import dreamer_env_action
 from wm.errors import OutputExistsError
 from wm.training import check_finite
 from wm.progress import log
+from wm.io.artifact import create_dataset
 
 METRICS_EVERY_UPDATES = 100
 # Streams of the stateless seeds: (seed, stream, counter).
@@ -85,7 +86,7 @@ class OnlineRun:
         self.state = LoopState()
         resumed = self._load_checkpoint()
         self.checkpoint_folder.mkdir(parents=True, exist_ok=True)
-        self.replay_file = open_h5(self.replay_path, "a" if resumed else "w")
+        self.replay_file = open_h5(self.replay_path, "a" if resumed else "w", resumable=True)
         self.replay_written = file_identity(self.replay_file)
         if not resumed:
             output.write_root_attributes(self.replay_file, kind="replay", **attributes)
@@ -359,13 +360,13 @@ class OnlineRun:
             final_return_std=final["return_std"], replay_path=replay_out.name,
         ) as f:
             save_variables(f.create_group("agent"), self.agent.weights)
-            f.create_dataset("training_env_seeds", data=np.asarray(sorted(set(met)), np.uint32))
+            create_dataset(f, "training_env_seeds", data=np.asarray(sorted(set(met)), np.uint32))
             for key in ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds"):
-                f.create_dataset(f"history/eval_{key}", data=np.array([row[key] for row in state.eval_history], dtype=np.float64))
+                create_dataset(f, f"history/eval_{key}", data=np.array([row[key] for row in state.eval_history], dtype=np.float64))
             episodes = np.asarray(state.episode_history, dtype=np.float64).reshape(-1, 3)
-            f.create_dataset("history/episode_env_steps", data=episodes[:, 0])
-            f.create_dataset("history/episode_return", data=episodes[:, 1])
-            f.create_dataset("history/episode_length", data=episodes[:, 2])
+            create_dataset(f, "history/episode_env_steps", data=episodes[:, 0])
+            create_dataset(f, "history/episode_return", data=episodes[:, 1])
+            create_dataset(f, "history/episode_length", data=episodes[:, 2])
             f.attrs["history_json"] = json.dumps(state.eval_history)
         shutil.rmtree(self.checkpoint_folder, ignore_errors=True)
         log(f"Wrote {self.out}: {state.env_steps} environment steps, {int(self.agent.updates.numpy())} updates in "

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import platform
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata as _metadata
@@ -25,8 +28,12 @@ import h5py
 import numpy as np
 
 import wm
-from wm.errors import ArtifactError, OutputExistsError, UsageError
+from wm.errors import ArtifactError, DiskFull, OutputExistsError, UsageError
+from wm.io.integrity import check_sealed, is_sealed, seal
 from wm.io.schema import SCHEMAS, validate_artifact
+
+# Lowest and highest HDF5 file format written: 1.10's checksums its metadata; Debian's h5dump, HDFView and h5web read it.
+FILE_FORMAT = ("v110", "v110")
 
 ROOT_ATTRIBUTES = (
     "wm_kind",
@@ -50,15 +57,24 @@ IMAGE_ATTRIBUTES = {
 }
 
 
-def open_h5(path: str | Path, mode: str = "r", *, chunk_cache_bytes: int | None = None) -> h5py.File:
+def open_h5(path: str | Path, mode: str = "r", *, chunk_cache_bytes: int | None = None, resumable: bool = False) -> h5py.File:
     """`h5py.File`, with its descriptor closed on exec.
 
     HDF5 opens files without O_CLOEXEC, so a program started while the file is open (ViZDoom runs
     its engine as a child process) would inherit the descriptor and HDF5's lock with it, and keep
     the file locked after we close it. Every HDF5 file wm opens goes through here.
     `chunk_cache_bytes` enlarges HDF5's per-dataset chunk cache (1 MiB by default) for writers.
+
+    Files are written in the HDF5 1.10 format (`FILE_FORMAT`), which checksums all metadata. A file
+    that stays open for appending and is resumed after a kill (`resumable`: a rollout's partial
+    file, the Dreamer replay) is written in the oldest format instead: 1.10's marks a file "open for
+    writing" in its superblock, and after a SIGKILL HDF5 refuses to open it again until `h5clear`
+    is run on it. Its data still carries chunk checksums, and its seal covers the rest.
     """
-    f = h5py.File(path, mode, **({"rdcc_nbytes": chunk_cache_bytes} if chunk_cache_bytes else {}))
+    options: dict[str, Any] = {"rdcc_nbytes": chunk_cache_bytes} if chunk_cache_bytes else {}
+    if mode != "r" and not resumable:
+        options["libver"] = FILE_FORMAT
+    f = h5py.File(path, mode, **options)
     try:
         handle = f.id.get_vfd_handle()
         fcntl.fcntl(handle, fcntl.F_SETFD, fcntl.fcntl(handle, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
@@ -66,6 +82,19 @@ def open_h5(path: str | Path, mode: str = "r", *, chunk_cache_bytes: int | None 
         f.close()
         raise
     return f
+
+
+def create_dataset(group: h5py.Group, name: str, data: Any = None, **options: Any) -> h5py.Dataset:
+    """`group.create_dataset`, with a Fletcher-32 checksum on every chunk of every array dataset.
+
+    With the checksummed metadata of `FILE_FORMAT`, any damaged byte of an artifact is an error when
+    it is read, never a silently wrong number (`wm.io.verify`). Every dataset wm writes is made here.
+    """
+    shape = options.get("shape", np.shape(data) if data is not None else None)
+    if shape != ():  # a scalar cannot be chunked, and only chunked data carries checksums
+        options.setdefault("chunks", True)
+        options["fletcher32"] = True
+    return group.create_dataset(name, data=data, **options)
 
 
 @dataclass(frozen=True)
@@ -147,12 +176,13 @@ def file_identity(f: h5py.File) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def commit(temporary: Path, final: Path, written: tuple[int, int] | None = None) -> None:
-    """Move a complete file into place atomically (after flushing it to disk).
+def commit(temporary: Path, final: Path, written: tuple[int, int] | None = None, *, seal_it: bool = True) -> None:
+    """Seal a complete artifact (`wm.io.integrity.seal`) and move it into place atomically, after flushing it to disk.
 
     `written` is the (device, inode) of the file this process wrote: if `temporary` is now another
     file, nothing is moved. An output locked by this run is not replaced if it appeared or changed
-    since the run started (`wm.io.lock.check_unchanged`).
+    since the run started (`wm.io.lock.check_unchanged`). `seal_it=False` commits a file that is
+    sealed already, or is not HDF5 (a video).
     """
     from wm.io.lock import check_unchanged
 
@@ -160,38 +190,102 @@ def commit(temporary: Path, final: Path, written: tuple[int, int] | None = None)
         stat = os.fstat(handle.fileno())
         if written is not None and (stat.st_dev, stat.st_ino) != tuple(written):
             raise OutputExistsError(
-                f"{temporary} is no longer the file this run wrote (another program replaced it); nothing was moved to {final}."
+                f"{temporary} is not the file this run wrote (another program replaced it); nothing was moved to {final}."
             )
+        if seal_it:
+            ensure_space(Path(temporary).parent, SEAL_BYTES, f"the contents record of {final}")
+            with open_h5(temporary, "r+", resumable=True) as f:  # the format the file has; opening does not change it
+                seal(f)
         os.fsync(handle.fileno())
     check_unchanged(Path(final))
     os.replace(temporary, final)
 
 
-@contextlib.contextmanager
-def writing_artifact(out: Path) -> Iterator[h5py.File]:
-    """An HDF5 file to fill, written as `.<name>.tmp` beside `out` and moved into place on success.
+# Room kept free for a seal and HDF5's metadata when a streamed file is checked for space.
+SEAL_BYTES = 4 << 20
 
-    On any error or interruption the temporary file is deleted, and `out` is left as it was.
+
+def ensure_space(folder: Path, needed: int, what: str, kept: str = "") -> None:
+    """Raise DiskFull before writing `needed` bytes into `folder` if the disk has less free.
+
+    HDF5 cannot be trusted with a full disk: its writes fail inside its caches, where the errors
+    are lost or crash the process. Streamed writers therefore check the space before each block.
+    `kept` says what is kept for the rerun.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DiskFull(f"No space left on the disk of {folder} for {what} ({_mib(free)} free, about {_mib(needed)} needed); "
+                       f"free some space and run the same command again{f' ({kept})' if kept else ''}.")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def write_bytes(path: Path, data: Any) -> tuple[int, int]:
+    """Write `data` as a new file `path`, flushed to disk; its (device, inode). On any failure nothing is left behind."""
+    identity = None
+    try:
+        try:
+            handle = open(path, "xb")
+        except FileExistsError:
+            raise OutputExistsError(f"{path} is not the file this run wrote (another program put it there); nothing was moved into place.") from None
+        with handle:
+            stat = os.fstat(handle.fileno())
+            identity = (stat.st_dev, stat.st_ino)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as exc:
+        if identity is not None:
+            _remove_if_ours(path, identity)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFull(f"No space left on the disk of {path.parent} to write {path.name} ({_mib(len(data))}); "
+                           "free some space and run the same command again.") from None
+        raise
+    return identity
+
+
+@contextlib.contextmanager
+def writing_artifact(out: Path, *, streamed: bool = False) -> Iterator[h5py.File]:
+    """An HDF5 file to fill, sealed and moved into place as `out` when the block ends without error.
+
+    The file is built in memory and written in one go when complete, so that a full disk is one
+    clean error (`DiskFull`), never a failed write deep in HDF5. `streamed=True` is for arrays too
+    large for memory (latents): the file is written in place as `.<name>.tmp` beside `out`, and the
+    caller checks the free space first (`ensure_space`). On any error or interruption the temporary
+    file is deleted, and `out` is left as it was.
     """
     temporary = Path(out).parent / f".{Path(out).name}.tmp"
+    temporary.unlink(missing_ok=True)  # left by a killed run: the output's lock (held by the caller) says no live run writes it
     written = None
     try:
-        with open_h5(temporary, "w") as f:
-            written = file_identity(f)
+        if streamed:
+            with open_h5(temporary, "w") as f:
+                written = file_identity(f)
+                yield f
+            commit(temporary, Path(out), written)
+            return
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w", libver=FILE_FORMAT) as f:
             yield f
-        commit(temporary, Path(out), written)
+            seal(f)
+        written = write_bytes(temporary, buffer.getbuffer())
+        commit(temporary, Path(out), written, seal_it=False)
     except BaseException:
         _remove_if_ours(temporary, written)
         raise
 
 
 def _remove_if_ours(path: Path, written: tuple[int, int] | None) -> None:
-    """Delete `path` if it is the file this process wrote (`written`: its device and inode)."""
+    """Delete `path` if it is the file this process wrote (`written`: its device and inode; None: nothing was written)."""
+    if written is None:
+        return
     try:
         stat = path.stat()
     except FileNotFoundError:
         return
-    if written is None or (stat.st_dev, stat.st_ino) == tuple(written):
+    if (stat.st_dev, stat.st_ino) == tuple(written):
         path.unlink(missing_ok=True)
 
 
@@ -321,26 +415,38 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
         if kinds is not None and found not in kinds:
             wanted = " or ".join(f"'{k}'" for k in sorted(kinds))
             raise ArtifactError(f"{path} is a '{found}' artifact, but a {wanted} artifact is needed here.")
-        version = int(file.attrs.get("wm_schema_version", 0))
+        version = _schema_version(file, path)
         supported = SCHEMAS[found].version
         if version > supported:
             raise ArtifactError(
                 f"{path} has {found} schema version {version}, newer than this wm {wm.__version__} reads "
                 f"(up to {supported}); upgrade wm to read it."
             )
-        if version < 1:
-            raise ArtifactError(f"{path} has an invalid schema version {version}.")
+        if version >= SEALED_SINCE or is_sealed(file):
+            check_sealed(file, path)
         validate_artifact(found, file, path)
+        return Artifact(path, file)
     except ArtifactError:
         file.close()
         raise
-    except OSError as exc:  # data or metadata blocks missing: a truncated file that still opens
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:  # unreadable blocks: truncated or damaged
         file.close()
         raise ArtifactError(
             f"{path} could not be read ({_first_line(exc)}); the file is truncated or corrupted, "
             "so write it again with the stage that made it."
         ) from None
-    return Artifact(path, file)
+
+
+# Schema version from which every artifact carries a contents record (`wm.io.integrity`).
+SEALED_SINCE = 2
+
+
+def _schema_version(file: h5py.File, path: Path) -> int:
+    """The file's `wm_schema_version`, or ArtifactError if it is missing or not a positive integer."""
+    value = file.attrs.get("wm_schema_version")
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ArtifactError(f"{path} has an invalid schema version {value!r} (a positive integer is needed); write it again.")
+    return int(value)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import h5py
 
 from wm.io.artifact import ROOT_ATTRIBUTES, open_artifact
+from wm.io.integrity import CONTENTS, is_sealed
 from wm.training import RECORD_KEYS
 
 
@@ -31,7 +32,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         f = artifact.file
         datasets: list[dict[str, Any]] = []
         f.visititems(lambda name, item: datasets.append(_dataset_info(name, item)) if isinstance(item, h5py.Dataset) else None)
-        other = {key: artifact.attr(key) for key in f.attrs if key not in ROOT_ATTRIBUTES}
+        other = {key: artifact.attr(key) for key in f.attrs if key not in ROOT_ATTRIBUTES and key != CONTENTS}
         for key, value in other.items():
             if hasattr(value, "item"):
                 other[key] = value.item()
@@ -49,6 +50,7 @@ def describe(path: str | Path) -> dict[str, Any]:
             "config": artifact.config,
             "inputs": artifact.inputs,
             "system": artifact.json_attr("system_json", {}),
+            "sealed": is_sealed(f),
             "attributes": other,
             "datasets": datasets,
             "summary": _summary(artifact),
@@ -119,7 +121,7 @@ def evaluation_sentence(path: str | Path) -> str:
 def format_description(d: dict[str, Any]) -> str:
     """The human-readable form of `describe`."""
     lines = [
-        f"{d['path']}: {d['kind']} artifact (schema {d['schema_version']}, wm {d['wm_version']})",
+        f"{d['path']}: {d['kind']} artifact (schema {d['schema_version']}, wm {d['wm_version']}{', sealed: every attribute and dataset checked' if d['sealed'] else ''})",
         f"  made by stage '{d['stage']}' on {d['created_utc']} with seed {d['seed']}, fingerprint {d['fingerprint']}",
         "  config: " + json.dumps(d["config"], sort_keys=True),
     ]

@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from wm.errors import ArtifactError
-from wm.io.artifact import Artifact
+from wm.io.artifact import Artifact, create_dataset
 
 
 def save_variables(group: Any, variables: Iterable[Any]) -> None:
     """Store variables in order as datasets `00000`, `00001`, ... with their Keras path as an attribute."""
     for index, variable in enumerate(variables):
-        dataset = group.create_dataset(f"{index:05d}", data=np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable))
+        dataset = create_dataset(group, f"{index:05d}", data=np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable))
         dataset.attrs["path"] = str(getattr(variable, "path", getattr(variable, "name", "")))
 
 

@@ -29,7 +29,8 @@ import h5py
 import numpy as np
 
 from wm.errors import ArtifactError
-from wm.io.artifact import Artifact, mark_as_image_stack
+from wm.io.artifact import SEAL_BYTES, Artifact, create_dataset, ensure_space, mark_as_image_stack
+from wm.progress import plural
 
 COMMITTED_EPISODES = "partial_committed_episodes"
 COMMITTED_STEPS = "partial_committed_steps"
@@ -129,7 +130,8 @@ class RolloutsWriter:
 
     def _create(self, name: str, row_shape: tuple[int, ...], dtype: np.dtype, options: dict[str, Any]) -> None:
         dtype = np.dtype(dtype)
-        self.f.create_dataset(
+        create_dataset(
+            self.f,
             name,
             shape=(0, *row_shape),
             maxshape=(None, *row_shape),
@@ -203,6 +205,9 @@ class RolloutsWriter:
         if episode.index != self.episodes:
             raise RuntimeError(f"episode {episode.index} arrived while episode {self.episodes} was expected")
         start, length = self.steps, episode.length
+        raw = sum(np.asarray(getattr(episode, name)).nbytes for name in STEP_DATASETS)  # compression only shrinks it
+        ensure_space(Path(self.f.filename).parent, raw + SEAL_BYTES, f"episode {episode.index} of {self.f.filename}",
+                     kept=f"the {plural(self.episodes, 'episode')} written so far are kept")
         stored = []
         for name in STEP_DATASETS:
             dataset = self.f[name]

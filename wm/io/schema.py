@@ -1,17 +1,19 @@
 """The on-disk schema of each artifact kind: its version and the checks its loader applies.
 
 A kind's `version` is bumped whenever its layout changes incompatibly; the loader refuses files
-newer than it knows. Kinds whose stages have not landed yet are listed so that the names are
+newer than it knows. Version 2 added the contents record (`wm.io.integrity`) to every kind. Kinds whose stages have not landed yet are listed so that the names are
 reserved and recognised, with no dataset checks until their stage defines them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import h5py
+import numpy as np
 
 from wm.errors import ArtifactError
 
@@ -82,20 +84,20 @@ ROLLOUT_DATASETS = (
 
 SCHEMAS: dict[str, KindSchema] = {
     "rollouts": KindSchema(
-        version=1,
+        version=2,
         required_datasets=ROLLOUT_DATASETS,
         required_attributes=("env_id", "observation_space_json", "action_space_json", "policy"),
         check=_check_rollouts,
     ),
     # Same step-aligned layout as rollouts; written by the Dreamer stage.
-    "replay": KindSchema(version=1, required_datasets=ROLLOUT_DATASETS, check=_check_rollouts),
+    "replay": KindSchema(version=2, required_datasets=ROLLOUT_DATASETS, check=_check_rollouts),
     "vae": KindSchema(
-        version=1,
+        version=2,
         required_datasets=("model/00000", "samples/original", "samples/reconstruction"),
         required_attributes=("latent_dim", "env_id", "rollouts_fingerprint"),
     ),
     "latents": KindSchema(
-        version=1,
+        version=2,
         required_datasets=(
             "mu", "logvar", "action", "reward", "terminated", "truncated",
             "episode/start", "episode/length", "episode/seed", "episode/return",
@@ -104,32 +106,53 @@ SCHEMAS: dict[str, KindSchema] = {
         check=_check_latents,
     ),
     "mdnrnn": KindSchema(
-        version=1,
+        version=2,
         required_datasets=("model/00000", "initial/mu", "initial/logvar"),
         required_attributes=("latent_dim", "env_id", "action_space_json", "vae_fingerprint", "latents_fingerprint"),
     ),
     "controller": KindSchema(
-        version=1,
+        version=2,
         required_datasets=("initial/mu", "initial/logvar", "training_env_seeds"),
         required_attributes=("env_id", "action_space_json", "layout_json", "algo", "vae_fingerprint", "mdnrnn_fingerprint"),
         check=_check_controller,
     ),
     "evaluation": KindSchema(
-        version=1,
+        version=2,
         required_datasets=("episode/return", "episode/length", "episode/seed", "dream/return"),
         required_attributes=("env_id", "mean_return", "std_return"),
     ),
     "fidelity": KindSchema(
-        version=1,
+        version=2,
         required_datasets=("open_loop/horizon", "open_loop/nll", "open_loop/done_auc"),
         required_attributes=("env_id", "rules_json", "policies_json", "summary_json", "open_loop_json", "episodes"),
     ),
     "dreamer": KindSchema(
-        version=1,
+        version=2,
         required_datasets=("agent/00000", "history/eval_return_mean", "history/episode_return", "training_env_seeds"),
         required_attributes=("env_id", "observation_space_json", "action_space_json", "agent_shape_json", "learning_json"),
     ),
 }
+
+
+# Root attributes every artifact carries, with the Python types h5py reads them as.
+ROOT_ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
+    "wm_kind": (str,), "wm_version": (str,), "created_utc": (str,), "stage": (str,), "fingerprint": (str,),
+    "seed": (int, np.integer), "config_json": (str,), "inputs_json": (str,), "system_json": (str,),
+}
+
+
+def _check_attribute_types(kind: str, f: h5py.File, path: Path) -> None:
+    """Root attributes have their types, and every `*_json` attribute parses (so readers can trust both)."""
+    for name, types in ROOT_ATTRIBUTE_TYPES.items():
+        value = f.attrs.get(name)
+        if value is not None and (not isinstance(value, types) or isinstance(value, (bool, np.bool_))):
+            raise ArtifactError(f"{path} has a root attribute '{name}' of type {type(value).__name__}, not {types[0].__name__}; write it again.")
+    for name in f.attrs:
+        if name.endswith("_json"):
+            try:
+                json.loads(f.attrs[name])
+            except (TypeError, ValueError):
+                raise ArtifactError(f"{path} has a root attribute '{name}' that is not JSON; write it again.") from None
 
 
 def validate_artifact(kind: str, f: h5py.File, path: Path) -> None:
@@ -138,6 +161,7 @@ def validate_artifact(kind: str, f: h5py.File, path: Path) -> None:
     for name in schema.required_attributes:
         if name not in f.attrs:
             raise ArtifactError(f"{path} is missing the root attribute '{name}' that a {kind} artifact needs.")
+    _check_attribute_types(kind, f, path)
     for name in schema.required_datasets:
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise ArtifactError(

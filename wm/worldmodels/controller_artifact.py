@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from wm.errors import ArtifactError
+from wm.io.artifact import create_dataset
 
 PARAM_CHOICES = ("mean", "best")
 
@@ -43,16 +44,16 @@ def write_controller(
     f.attrs["dream_rules_json"] = json.dumps(asdict(rules) if rules is not None else None)
     embed_world_model(f, vae, mdnrnn)
     for name, values in (params or {}).items():
-        f.create_dataset(f"params/{name}", data=np.asarray(values, np.float32))
+        create_dataset(f, f"params/{name}", data=np.asarray(values, np.float32))
     if model is not None:
         write_model(f, model, "policy")
     for key, values in history_arrays(history).items():
-        f.create_dataset(f"history/{key.replace('/', '_')}", data=values)
+        create_dataset(f, f"history/{key.replace('/', '_')}", data=values)
     f.attrs["history_json"] = json.dumps(history)
     for key, value in history[-1].items():
         if np.isscalar(value) and key != "generation":
             f.attrs[f"final_{key.replace('/', '_')}"] = value
-    f.create_dataset("training_env_seeds", data=np.asarray(training_env_seeds, np.uint32))
+    create_dataset(f, "training_env_seeds", data=np.asarray(training_env_seeds, np.uint32))
 
 
 def layout_of(artifact: Any) -> Any:

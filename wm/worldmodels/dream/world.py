@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from wm.errors import ArtifactError
+from wm.io.artifact import create_dataset
 
 
 @dataclass
@@ -91,7 +92,7 @@ def embed_world_model(f: Any, vae: Any, mdnrnn: Any) -> None:
     vae.file.copy(vae.file["model"], f, "vae")
     mdnrnn.file.copy(mdnrnn.file["model"], f, "mdnrnn")
     for name in ("mu", "logvar"):
-        f.create_dataset(f"initial/{name}", data=mdnrnn.file[f"initial/{name}"][:])
+        create_dataset(f, f"initial/{name}", data=mdnrnn.file[f"initial/{name}"][:])
     f.attrs["vae_fingerprint"] = vae.fingerprint
     f.attrs["mdnrnn_fingerprint"] = mdnrnn.fingerprint
 
