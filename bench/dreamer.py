@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vision_memory import ensure_rollouts, peak_rss_of, rollout_steps  # noqa: E402
+from vision_memory import parse_with_rollouts, peak_rss_of, print_memory_ratio  # noqa: E402
 
 
 def cartpole_rollouts(path: Path) -> Path:
@@ -97,16 +97,10 @@ def peak_rss_mib(rollouts: Path, out: Path, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("artifacts/bench"), help="Where the rollouts files are kept.")
     parser.add_argument("--updates", type=int, default=20, help="Timed updates per preset (after 3 warm-up updates).")
     parser.add_argument("--acting-steps", type=int, default=500, help="Timed acting steps per preset.")
     parser.add_argument("--memory-steps", type=int, default=160, help="Environment steps of each memory run (one update every 16).")
-    parser.add_argument("--small-frames", type=int, default=20_000)
-    parser.add_argument("--large-frames", type=int, default=200_000)
-    args = parser.parse_args()
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    small = ensure_rollouts(args.data_dir / "rollouts-20k.h5", args.small_frames, seed=1)
-    large = ensure_rollouts(args.data_dir / "rollouts-200k.h5", args.large_frames, seed=2)
+    args, small, large = parse_with_rollouts(parser)
     cartpole = cartpole_rollouts(args.data_dir / "cartpole-random.h5")
 
     print("1. Training and acting speed (2 cores):")
@@ -116,11 +110,8 @@ def main() -> None:
               f"whole loop at one update every {measured['train_every']} steps: {measured['loop']:6.1f} env steps/s")
 
     print("2. Peak resident memory of `wm train-dreamer --preset doom-takecover` (same updates):")
-    sizes = {path: rollout_steps(path) for path in (small, large)}
-    small_rss = peak_rss_mib(small, args.data_dir / "dreamer-small.h5", args.memory_steps)
-    large_rss = peak_rss_mib(large, args.data_dir / "dreamer-large.h5", args.memory_steps)
-    print(f"   replay of {sizes[small]} steps: {small_rss:.0f} MiB; of {sizes[large]} steps: {large_rss:.0f} MiB; "
-          f"ratio {large_rss / small_rss:.3f} (target <= 1.2)")
+    print_memory_ratio(small, large, lambda path, size: peak_rss_mib(path, args.data_dir / f"dreamer-{size}.h5", args.memory_steps),
+                       "replay steps")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -134,17 +135,31 @@ def peak_rss_mib(rollouts: Path, out: Path, batches: int) -> float:
                         "--epochs", "1", "--batches-per-epoch", str(batches)], out.with_suffix(".peak"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_with_rollouts(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, Path, Path]:
+    """The arguments (with --data-dir, --small-frames, --large-frames) and the small and large rollouts, made if missing."""
     parser.add_argument("--data-dir", type=Path, default=Path("artifacts/bench"), help="Where the rollouts files are kept.")
-    parser.add_argument("--batches", type=int, default=60, help="Timed batches per round (part 1) and per run (part 2).")
-    parser.add_argument("--rounds", type=int, default=5, help="Alternating rounds of part 1 (after one warm-up round).")
     parser.add_argument("--small-frames", type=int, default=20_000)
     parser.add_argument("--large-frames", type=int, default=200_000)
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     small = ensure_rollouts(args.data_dir / "rollouts-20k.h5", args.small_frames, seed=1)
     large = ensure_rollouts(args.data_dir / "rollouts-200k.h5", args.large_frames, seed=2)
+    return args, small, large
+
+
+def print_memory_ratio(small: Path, large: Path, peak_mib: Callable[[Path, str], float], unit: str) -> None:
+    """Peak memory of the same work on the small and the large rollouts, and their ratio (the target: at most 1.2)."""
+    sizes = {path: rollout_steps(path) for path in (small, large)}
+    small_rss, large_rss = peak_mib(small, "small"), peak_mib(large, "large")
+    print(f"   {sizes[small]} {unit}: {small_rss:.0f} MiB; {sizes[large]} {unit}: {large_rss:.0f} MiB; "
+          f"ratio {large_rss / small_rss:.3f} (target <= 1.2)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=60, help="Timed batches per round (part 1) and per run (part 2).")
+    parser.add_argument("--rounds", type=int, default=5, help="Alternating rounds of part 1 (after one warm-up round).")
+    args, small, large = parse_with_rollouts(parser)
 
     print("1. VAE update, frames per second (batch 100, z = 64, 2 cores):")
     streaming, memory = throughput(large, args.batches, args.rounds)
@@ -152,11 +167,7 @@ def main() -> None:
           f"ratio {streaming / memory:.3f} (target >= 0.9)")
 
     print("2. Peak resident memory of `wm train-vae` (same batches, one epoch):")
-    sizes = {path: rollout_steps(path) for path in (small, large)}
-    small_rss = peak_rss_mib(small, args.data_dir / "vae-small.h5", args.batches)
-    large_rss = peak_rss_mib(large, args.data_dir / "vae-large.h5", args.batches)
-    print(f"   {sizes[small]} frames: {small_rss:.0f} MiB; {sizes[large]} frames: {large_rss:.0f} MiB; "
-          f"ratio {large_rss / small_rss:.3f} (target <= 1.2)")
+    print_memory_ratio(small, large, lambda path, size: peak_rss_mib(path, args.data_dir / f"vae-{size}.h5", args.batches), "frames")
 
 
 if __name__ == "__main__":

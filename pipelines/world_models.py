@@ -68,6 +68,32 @@ def _iteration(first_pass: list[Step], noise: float):
     return steps
 
 
+def _recipe(name: str, help: str, chain: list[Step], presets: dict) -> Recipe:
+    """A World Models recipe: its chain of steps and, for --iterations, the rounds of the iterative procedure
+    (rollouts of the last controller with exploration noise 0.1 added to the earlier ones; M and C trained again)."""
+    return Recipe(name=name, help=help, steps=chain, iteration=_iteration(chain, noise=0.1), presets=presets)
+
+
+def _paper(generations: int) -> dict:
+    """The paper's settings: 10,000 random rollouts, V for 10 epochs, M on 1000-step sequences, the controller's mean
+    scored on 1024 real episodes, 100 evaluation episodes; CMA-ES for `generations` generations."""
+    return {
+        "rollout": {"episodes": 10000},
+        "train-vae": {"epochs": 10},
+        "train-mdnrnn": {"sequence_length": 1000},
+        "train-controller": {"generations": generations, "real_episodes": 1024},
+        "evaluate": {"episodes": 100},
+    }
+
+
+# The tiny preset (tests): a few short episodes, small networks, everything in this process (no worker start-up).
+_TINY = {
+    "rollout": {"episodes": 3, "max_steps": 40, "backend": "serial"},
+    "train-mdnrnn": {"units": 16},
+    "train-controller": {"backend": "serial"},
+    "evaluate": {"backend": "serial"},
+}
+
 _DOOM = _chain(
     "doom-takecover",
     {"latent_dim": 64},
@@ -76,21 +102,12 @@ _DOOM = _chain(
     fidelity=True,
 )
 
-DOOM_TAKECOVER = Recipe(
-    name="doom-takecover",
-    help="VizDoom TakeCover: random rollouts, VAE z=64, MDN-RNN 512 with a death head, CMA-ES in the dream (tau 1.15), evaluation.",
-    steps=_DOOM,
-    iteration=_iteration(_DOOM, noise=0.1),
+DOOM_TAKECOVER = _recipe(
+    "doom-takecover",
+    "VizDoom TakeCover: random rollouts, VAE z=64, MDN-RNN 512 with a death head, CMA-ES in the dream (tau 1.15), evaluation.",
+    _DOOM,
     presets={
-        # Tests: a few short episodes, small networks, everything in this process (no worker start-up).
-        "tiny": {
-            "rollout": {"episodes": 3, "max_steps": 40, "backend": "serial"},
-            "train-mdnrnn": {"units": 16},
-            "train-controller": {"backend": "serial"},
-            "evaluate": {"backend": "serial"},
-            "fidelity": {"backend": "serial"},
-            "fidelity-controller": {"backend": "serial"},
-        },
+        "tiny": {**_TINY, "fidelity": {"backend": "serial"}, "fidelity-controller": {"backend": "serial"}},
         # 40 episodes hold only 40 deaths: the MDN-RNN holds out 8 of them (not 2) so that its death-head
         # AUC means something, and stops at 15 epochs, before the death head overfits the other 32.
         "demo": {
@@ -129,13 +146,7 @@ DOOM_TAKECOVER = Recipe(
             "train-controller": {"generations": 40, "real_every": 10},
             "evaluate": {"episodes": 100},
         },
-        "paper": {
-            "rollout": {"episodes": 10000},
-            "train-vae": {"epochs": 10},
-            "train-mdnrnn": {"sequence_length": 1000},
-            "train-controller": {"generations": 200, "real_episodes": 1024},
-            "evaluate": {"episodes": 100},
-        },
+        "paper": _paper(200),
     },
 )
 
@@ -181,19 +192,12 @@ _CARRACING = _chain(
     fidelity=False,  # the paper's CarRacing MDN-RNN has neither a done nor a reward head: its dream has no rules to score
 )
 
-CARRACING = Recipe(
-    name="carracing",
-    help="CarRacing-v3: random rollouts (brownian actions), VAE z=32, MDN-RNN 256, CMA-ES in the real environment, evaluation.",
-    steps=_CARRACING,
-    iteration=_iteration(_CARRACING, noise=0.1),
+CARRACING = _recipe(
+    "carracing",
+    "CarRacing-v3: random rollouts (brownian actions), VAE z=32, MDN-RNN 256, CMA-ES in the real environment, evaluation.",
+    _CARRACING,
     presets={
-        # Tests: a few short episodes, small networks, everything in this process (no worker start-up).
-        "tiny": {
-            "rollout": {"episodes": 3, "max_steps": 40, "backend": "serial"},
-            "train-mdnrnn": {"units": 16},
-            "train-controller": {"backend": "serial"},
-            "evaluate": {"backend": "serial"},
-        },
+        "tiny": _TINY,
         "demo": {
             "rollout": {"episodes": 8},
             "train-vae": {"epochs": 3},
@@ -201,12 +205,6 @@ CARRACING = Recipe(
             "train-controller": {"generations": 3, "population": 8, "rollouts": 1, "real_every": 3, "real_episodes": 2, "max_steps": 300},
             "evaluate": {"episodes": 4, "max_steps": 300},
         },
-        "paper": {
-            "rollout": {"episodes": 10000},
-            "train-vae": {"epochs": 10},
-            "train-mdnrnn": {"sequence_length": 1000},
-            "train-controller": {"generations": 1800, "real_episodes": 1024},
-            "evaluate": {"episodes": 100},
-        },
+        "paper": _paper(1800),
     },
 )

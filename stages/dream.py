@@ -332,11 +332,7 @@ def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[st
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=DreamConfig,
-    output_kind="media",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, DreamConfig, output_kind="media", version=STAGE_VERSION,
     help="Write a GIF/MP4 of what the VAE + MDN-RNN (or a Dreamer agent's RSSM) imagine, or real vs reconstructed vs predicted.",
     inputs={
         "vae": Input("vae", "VAE artifact (World Models; required unless --dreamer).", optional=True),

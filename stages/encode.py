@@ -127,11 +127,7 @@ def encode_frames(vae: Any, obs: Any, mu_out: Any, logvar_out: Any, batch_size: 
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=EncodeConfig,
-    output_kind="latents",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, EncodeConfig, output_kind="latents", version=STAGE_VERSION,
     help="Encode every frame of a rollouts artifact with a trained VAE (mu, logvar per frame).",
     inputs={"rollouts": Input("rollouts", "Rollouts artifact whose frames are encoded."),
             "vae": Input("vae", "Trained VAE artifact (wm train-vae).")},

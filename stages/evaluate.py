@@ -234,11 +234,7 @@ def _write_video(config: EvaluateConfig, kind: str, controller_path: str, env_id
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=EvaluateConfig,
-    output_kind="evaluation",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, EvaluateConfig, output_kind="evaluation", version=STAGE_VERSION,
     help="Score a trained controller or Dreamer agent in the real environment with fresh seeds (and in its dream), the paper's way.",
     inputs={
         "controller": Input("controller", "A controller artifact (wm train-controller).", optional=True),

@@ -300,11 +300,7 @@ def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=FidelityConfig,
-    output_kind="fidelity",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, FidelityConfig, output_kind="fidelity", version=STAGE_VERSION,
     help="Measure how well a dream agrees with the real environment: real vs dream episode lengths per policy, open-loop error vs horizon.",
     inputs={
         "vae": Input("vae", "VAE artifact (with --mdnrnn; not needed with --controller).", optional=True),

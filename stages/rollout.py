@@ -93,17 +93,15 @@ def default_out(config: RolloutConfig) -> str:
 
 def _open_partial(partial: Path, fingerprint: str, *, force: bool) -> bool:
     """Decide about a leftover partial file; returns True when it should be resumed."""
-    from wm.io.artifact import read_fingerprint
+    from wm.io.artifact import holds
 
-    if not partial.exists():
-        return False
-    found = read_fingerprint(partial)
-    if found == fingerprint:
-        return True
+    held = holds(partial, fingerprint)
+    if held in ("nothing", "same"):
+        return held == "same"
     if force:
         partial.unlink()
         return False
-    if found is None:
+    if held == "unreadable":
         raise OutputExistsError(
             f"{partial} holds an unfinished run that cannot be read (damaged when it was stopped?); "
             "pass --force to discard it."
@@ -237,11 +235,7 @@ def _collect(config: RolloutConfig, output: Output, seed: int, policy_name: str,
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=RolloutConfig,
-    output_kind="rollouts",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, RolloutConfig, output_kind="rollouts", version=STAGE_VERSION,
     help="Play episodes in an environment and write them as a rollouts artifact.",
     inputs={
         "controller": Input("controller", "Trained controller artifact for --policy controller.", optional=True),

@@ -176,11 +176,7 @@ def _rules(config: TrainControllerConfig, mdnrnn: Any) -> Any:
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=TrainControllerConfig,
-    output_kind="controller",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, TrainControllerConfig, output_kind="controller", version=STAGE_VERSION,
     help="Train the World Models controller (CMA-ES or PPO) inside the MDN-RNN's dream or in the real environment.",
     inputs={"vae": Input("vae", "Trained VAE artifact (wm train-vae)."),
             "mdnrnn": Input("mdnrnn", "MDN-RNN artifact trained on that VAE's latents (wm train-mdnrnn).")},

@@ -216,11 +216,7 @@ def compute(config: TrainDreamerConfig, inputs: Mapping[str, Any], seed: int, ou
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=TrainDreamerConfig,
-    output_kind="dreamer",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, TrainDreamerConfig, output_kind="dreamer", version=STAGE_VERSION,
     help="Train a Dreamer agent (RSSM world model + actor-critic in imagination) online in an environment.",
     inputs={"prefill": Input(("rollouts", "replay"), "Rollouts (or replay) of the same environment that fill the replay instead of the "
                                                      "random prefill.", optional=True)},

@@ -284,11 +284,7 @@ def heldout_metrics(config: TrainMDNRNNConfig, evaluate_step: Any, reader: Any, 
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=TrainMDNRNNConfig,
-    output_kind="mdnrnn",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, TrainMDNRNNConfig, output_kind="mdnrnn", version=STAGE_VERSION,
     help="Train the World Models MDN-RNN (memory) on sequence windows of a latents artifact.",
     inputs={
         "latents": Input("latents", "Latents artifact (wm encode) whose sequences M learns."),

@@ -169,11 +169,7 @@ def write_samples(f: Any, model: Any, obs: Any, heldout_rows: Any, count: int) -
 
 
 STAGE = Stage(
-    name=STAGE_NAME,
-    compute=compute,
-    config_class=TrainVAEConfig,
-    output_kind="vae",
-    version=STAGE_VERSION,
+    STAGE_NAME, compute, TrainVAEConfig, output_kind="vae", version=STAGE_VERSION,
     help="Train the World Models VAE (vision) on the frames of a rollouts artifact.",
     inputs={"rollouts": Input("rollouts", "Rollouts artifact whose frames the VAE learns.")},
     default_out=default_out,

@@ -38,6 +38,7 @@ def test_tiny_run_writes_the_agent_the_replay_and_the_curves(tmp_path, env):
     assert inspected.returncode == 0, inspected.stderr
 
 
+@pytest.mark.slow  # the SIGKILL test below also compares two runs of one seed (one of them resumed), in the default run
 def test_same_seed_same_agent(tmp_path):
     a = read_all(_train(tmp_path / "a", "dreamer.h5"))
     b = read_all(_train(tmp_path / "b", "dreamer.h5"))

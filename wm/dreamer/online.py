@@ -60,12 +60,39 @@ class LoopState:
     seconds: float = 0.0  # wall time of the run, summed over resumed parts
 
 
+@dataclass
+class LiveEpisode:
+    """An episode being played: the actor's recurrent state and the steps so far."""
+
+    env_seed: int
+    policy: str  # "random", "explore" or "greedy"
+    counter: int  # numbers the episode's random streams
+    observation: Any
+    state: Any
+    previous: Any  # the agent's last action
+    done: bool = False
+    steps: dict = dataclasses.field(default_factory=lambda: {key: [] for key in ("obs", "action", "reward", "terminated", "truncated")})
+
+    @property
+    def length(self) -> int:
+        return len(self.steps["obs"])
+
+    def record(self, observation: Any, action: Any, reward: float, terminated: bool, truncated: bool) -> None:
+        for key, value in zip(self.steps, (observation, action, reward, terminated, truncated)):
+            self.steps[key].append(value)
+        self.done = bool(terminated or truncated)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {key: np.asarray(values) for key, values in self.steps.items()}
+
+
 class OnlineRun:
     """One `wm train-dreamer` run: its agent, environment, replay, counters and files."""
 
     def __init__(self, config: Any, shape: Any, learning: Any, env: Any, output: Any, seed: int, attributes: dict[str, Any], prefill: Any):
         from wm.dreamer.agent import Agent
         from wm.dreamer.replay import WindowSampler
+        from wm.envs.policies import PolicySpec, make_policy
         from wm.envs.spaces import storage_layout
         from wm.io.artifact import file_identity, open_h5
         from wm.io.rollouts import RolloutsWriter
@@ -96,6 +123,7 @@ class OnlineRun:
             self._cut_replay_back()
             log(f"Resuming from {self.checkpoint.path}: {self.state.env_steps} environment steps, {self.state.updates} updates.")
         self.cem = (config.cem_horizon, config.cem_iterations, config.cem_candidates, config.cem_top)
+        self.random_policy = make_policy(PolicySpec("random"), config.env, env.action_space)  # acts while the replay fills
         self.sampler = WindowSampler(self.replay_file, config.sequence_length, shape.action_kind, shape.action_dim, self.low, self.high)
         self.metrics = MetricsLog(self.log_folder)
         self._last_checkpoint = time.monotonic()
@@ -146,42 +174,33 @@ class OnlineRun:
     def _new_actor_state(self, batch: int) -> tuple[dict[str, Any], Any]:
         return self.agent.rssm.initial(batch), self.tf.zeros([batch, self.shape.action_dim])
 
-    def play_episode(self, env: Any, env_seed: int, policy: str, counter: int, random_policy: Any = None) -> dict[str, np.ndarray]:
-        """One episode with `policy` "random", "explore" (actor samples) or "greedy" (actor mode).
-
-        Training episodes ("random", "explore") update the agent every `train_every` environment steps.
-        """
-        tf = self.tf
-        observation, _ = env.reset(seed=env_seed)
-        if random_policy is not None:
-            random_policy.reset(stream_rng(self.seed, PREFILL_STREAM, counter))
+    def begin_episode(self, env_seed: int, policy: str, counter: int) -> LiveEpisode:
+        """Reset the environment for one episode acted by `policy`: "random", "explore" (actor samples) or "greedy" (actor mode)."""
+        observation, _ = self.env.reset(seed=env_seed)
+        if policy == "random":
+            self.random_policy.reset(stream_rng(self.seed, PREFILL_STREAM, counter))
         state, previous = self._new_actor_state(1)
-        stream = EVAL_STREAM if policy == "greedy" else ACT_STREAM
-        steps: dict[str, list] = {"obs": [], "action": [], "reward": [], "terminated": [], "truncated": []}
-        training = policy != "greedy"
-        while True:
-            if policy == "random":
-                action = random_policy.act(observation)
+        return LiveEpisode(env_seed, policy, counter, observation, state, previous)
+
+    def step(self, episode: LiveEpisode) -> None:
+        """Act once in the episode and record the step (the agent's `act`, or `plan` with --planner cem)."""
+        tf, observation = self.tf, episode.observation
+        if episode.policy == "random":
+            action = self.random_policy.act(observation)
+        else:
+            stream = EVAL_STREAM if episode.policy == "greedy" else ACT_STREAM
+            step_seed = tf.constant(stream_seed(self.seed, stream, episode.counter * 100_000 + episode.length))
+            if self.config.planner == "cem":
+                agent_action, episode.state = self.agent.plan(tf.constant(observation[None]), episode.state, episode.previous, step_seed, *self.cem)
+                if episode.policy == "explore":
+                    agent_action = self._planner_noise(agent_action, step_seed)
             else:
-                step_seed = tf.constant(stream_seed(self.seed, stream, counter * 100_000 + len(steps["obs"])))
-                if self.config.planner == "cem":
-                    agent_action, state = self.agent.plan(tf.constant(observation[None]), state, previous, step_seed, *self.cem)
-                    if policy == "explore":
-                        agent_action = self._planner_noise(agent_action, step_seed)
-                else:
-                    agent_action, state = self.agent.act(tf.constant(observation[None]), state, previous, step_seed, policy == "explore")
-                previous = agent_action
-                action = dreamer_env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
-            next_observation, reward, terminated, truncated, _ = env.step(action)
-            for key, value in (("obs", observation), ("action", action), ("reward", reward), ("terminated", terminated), ("truncated", truncated)):
-                steps[key].append(value)
-            observation = next_observation
-            if training:
-                self.state.env_steps += 1
-                self._maybe_update()
-            if terminated or truncated:
-                break
-        return {key: np.asarray(values) for key, values in steps.items()}
+                agent_action, episode.state = self.agent.act(tf.constant(observation[None]), episode.state, episode.previous, step_seed,
+                                                             episode.policy == "explore")
+            episode.previous = agent_action
+            action = dreamer_env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
+        episode.observation, reward, terminated, truncated, _ = self.env.step(action)
+        episode.record(observation, action, reward, terminated, truncated)
 
     def _planner_noise(self, action: Any, seed: Any) -> Any:
         """PlaNet's exploration: Gaussian noise on bounded actions; a uniform random discrete action with probability cem_noise."""
@@ -196,12 +215,10 @@ class OnlineRun:
 
     # ---- learning ----
 
-    def _maybe_update(self) -> None:
-        config = self.config
-        if self.state.env_steps < config.prefill_steps or self.state.env_steps % config.train_every or not self.sampler.ready:
-            return
+    def train_step(self) -> None:
+        """One update of the agent on a batch of replay windows (the agent's `train_step`), guarded against NaN."""
         updates = int(self.agent.updates.numpy())
-        batch = self.sampler.sample(config.batch_size, stream_rng(self.seed, SAMPLE_STREAM, updates))
+        batch = self.sampler.sample(self.config.batch_size, stream_rng(self.seed, SAMPLE_STREAM, updates))
         tf_batch = {key: self.tf.constant(value) for key, value in batch.items()}
         metrics = self.agent.train_step(tf_batch, self.tf.constant(stream_seed(self.seed, TRAIN_STREAM, updates)))
         values = {key: float(value) for key, value in metrics.items()}
@@ -232,10 +249,12 @@ class OnlineRun:
         """`eval_episodes` greedy episodes with seeds of their own; the row added to the history."""
         index = self.state.evaluations
         returns, lengths = [], []
-        for episode, env_seed in enumerate(self.evaluation_env_seeds(index)):
-            steps = self.play_episode(self.env, env_seed, "greedy", (index << 10) + episode)
-            returns.append(float(steps["reward"].astype(np.float64).sum()))
-            lengths.append(len(steps["reward"]))
+        for number, env_seed in enumerate(self.evaluation_env_seeds(index)):
+            episode = self.begin_episode(env_seed, "greedy", (index << 10) + number)
+            while not episode.done:
+                self.step(episode)
+            returns.append(float(episode.arrays()["reward"].astype(np.float64).sum()))
+            lengths.append(episode.length)
         row = {
             "env_steps": self.state.env_steps, "updates": int(self.agent.updates.numpy()),
             "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
@@ -252,51 +271,84 @@ class OnlineRun:
     # ---- the loop ----
 
     def train(self) -> None:
-        """Run until `steps` environment steps, then a last evaluation."""
+        """Step the environment until `steps` environment steps (finishing the last episode), then a last evaluation.
+
+        Three clocks, read from the saved counters so that a resumed run keeps time: an update every
+        `train_every` environment steps once `prefill_steps` are stored; an evaluation every
+        `eval_every` steps, between episodes; a checkpoint every `checkpoint_seconds`, at an
+        episode's end (where the replay and the counters agree).
+        """
         from wm.episodes import episode_env_seed
-        from wm.io.rollouts import Episode, RolloutsReader
-        from wm.envs.policies import PolicySpec, make_policy
         from wm.progress import Progress
 
-        config = self.config
+        config, state = self.config, self.state
         self._started = time.monotonic()
-        random_policy = make_policy(PolicySpec("random"), config.env, self.env.action_space)
-        if self.prefill is not None and self.state.episodes == 0:
-            reader = RolloutsReader(self.prefill)
-            for episode in reader.episodes():
-                self.writer.append(dataclasses.replace(episode, index=self.writer.episodes))
-            log(f"Replay filled with {reader.num_episodes} episodes ({reader.num_steps} steps) of {self.prefill.path}.")
-            self.state.episodes, self.state.replay_steps = self.writer.episodes, self.writer.steps
-            self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
-        prefill_steps = 0 if self.prefill is not None else config.prefill_steps
-        progress = Progress(config.steps, description=f"train-dreamer {config.env}", unit="steps", initial=self.state.env_steps)
+        if self.prefill is not None and state.episodes == 0:
+            self._fill_replay(self.prefill)
+        random_until = 0 if self.prefill is not None else config.prefill_steps  # the first episodes act at random
+
+        def update_due() -> bool:
+            return state.env_steps >= config.prefill_steps and state.env_steps % config.train_every == 0 and self.sampler.ready
+
+        def evaluation_due() -> bool:
+            return state.env_steps >= max(random_until, (state.evaluations + 1) * config.eval_every)
+
+        def checkpoint_due() -> bool:
+            return time.monotonic() - self._last_checkpoint >= config.checkpoint_seconds
+
+        progress = Progress(config.steps, description=f"train-dreamer {config.env}", unit="steps", initial=state.env_steps)
+        episode = None
         try:
-            while self.state.env_steps < config.steps:
-                if self.state.env_steps >= (self.state.evaluations + 1) * config.eval_every and self.state.env_steps >= prefill_steps:
-                    row = self.evaluate()
-                    progress.write(f"evaluation at {row['env_steps']} steps ({row['updates']} updates): return "
-                                   f"{row['return_mean']:.1f} +- {row['return_std']:.1f} over {config.eval_episodes} episodes")
-                index = self.state.episodes
-                policy = "random" if self.state.env_steps < prefill_steps else "explore"
-                before = self.state.env_steps
-                env_seed = episode_env_seed(self.seed, index)
-                steps = self.play_episode(self.env, env_seed, policy, index, random_policy)
-                episode = Episode(index, env_seed, steps["obs"], steps["action"],
-                                  steps["reward"].astype(np.float32), steps["terminated"], steps["truncated"])
-                self.writer.append(episode)
-                self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
-                self.state.episodes, self.state.replay_steps = self.writer.episodes, self.writer.steps
-                self.state.episode_history.append([self.state.env_steps, episode.total_return, episode.length])
-                progress.update(self.state.env_steps - before, postfix=f"return {episode.total_return:.1f}, {int(self.agent.updates.numpy())} updates")
-                if time.monotonic() - self._last_checkpoint >= config.checkpoint_seconds:
-                    self._save_with_time()
+            while episode is not None or state.env_steps < config.steps:
+                if episode is None:
+                    if evaluation_due():
+                        self._report(progress, self.evaluate(), "evaluation")
+                    policy = "random" if state.env_steps < random_until else "explore"
+                    episode = self.begin_episode(episode_env_seed(self.seed, state.episodes), policy, state.episodes)
+                self.step(episode)
+                state.env_steps += 1
+                if update_due():
+                    self.train_step()
+                if episode.done:
+                    self._store(episode, progress)
+                    if checkpoint_due():
+                        self._save_with_time()
+                    episode = None
             self._flush_metrics()
-            row = self.evaluate()
-            progress.write(f"final evaluation at {row['env_steps']} steps: return {row['return_mean']:.1f} +- {row['return_std']:.1f}")
+            self._report(progress, self.evaluate(), "final evaluation")
         finally:
             progress.close()
-        self.state.seconds = self.elapsed()
+        state.seconds = self.elapsed()
         self._started = time.monotonic()
+
+    def _fill_replay(self, prefill: Any) -> None:
+        """Start the replay with the episodes of a rollouts (or replay) artifact."""
+        from wm.io.rollouts import RolloutsReader
+
+        reader = RolloutsReader(prefill)
+        for episode in reader.episodes():
+            self.writer.append(dataclasses.replace(episode, index=self.writer.episodes))
+        log(f"Replay filled with {reader.num_episodes} episodes ({reader.num_steps} steps) of {prefill.path}.")
+        self.state.episodes, self.state.replay_steps = self.writer.episodes, self.writer.steps
+        self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
+
+    def _store(self, episode: LiveEpisode, progress: Any) -> None:
+        """Commit a finished training episode to the replay, where the sampler sees it."""
+        from wm.io.rollouts import Episode
+
+        steps = episode.arrays()
+        stored = Episode(self.state.episodes, episode.env_seed, steps["obs"], steps["action"], steps["reward"].astype(np.float32),
+                         steps["terminated"], steps["truncated"])
+        self.writer.append(stored)
+        self.sampler.refresh(self.writer.steps, self.replay_file["episode/start"][:])
+        self.state.episodes, self.state.replay_steps = self.writer.episodes, self.writer.steps
+        self.state.episode_history.append([self.state.env_steps, stored.total_return, stored.length])
+        progress.update(stored.length, postfix=f"return {stored.total_return:.1f}, {int(self.agent.updates.numpy())} updates")
+
+    @staticmethod
+    def _report(progress: Any, row: dict[str, float], what: str) -> None:
+        progress.write(f"{what} at {row['env_steps']} steps ({row['updates']} updates): return "
+                       f"{row['return_mean']:.1f} +- {row['return_std']:.1f}")
 
     def _save_with_time(self) -> None:
         self.state.seconds = self.elapsed()

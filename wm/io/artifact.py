@@ -311,6 +311,14 @@ def read_fingerprint(path: Path) -> str | None:
     return _as_str(value) if value is not None else None
 
 
+def holds(path: Path, fingerprint: str) -> str:
+    """What `path` holds for a run with `fingerprint`: "nothing", "same" (its result), "other" (another run's) or "unreadable"."""
+    if not path.exists():
+        return "nothing"
+    found = read_fingerprint(path)
+    return "unreadable" if found is None else "same" if found == fingerprint else "other"
+
+
 def check_output(out: Path, fingerprint: str, *, force: bool) -> bool:
     """Decide what to do about an output path before a stage starts work.
 
@@ -322,13 +330,12 @@ def check_output(out: Path, fingerprint: str, *, force: bool) -> bool:
     ensure_writable_folder(out)
     if out.is_dir():
         raise OutputExistsError(f"Output path {out} is a folder; give a file name ending in .h5.")
-    if not out.exists():
-        return False
-    existing = read_fingerprint(out)
-    if existing == fingerprint:
-        return True
+    held = holds(out, fingerprint)
+    if held in ("nothing", "same"):
+        return held == "same"
     if force:
         return False
+    existing = read_fingerprint(out)
     what = f"a result with another fingerprint ({existing})" if existing else "a file that is not a wm artifact"
     raise OutputExistsError(
         f"{out} already holds {what}; pass --force to replace it or choose another --out."
