@@ -26,11 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import numpy as np
+
+from wm.actions import dreamer_model_action, memory_inputs
 from wm.config import StageConfig, option
-from wm.errors import ArtifactError, ConfigError
+from wm.envs import default_max_steps
 from wm.envs.policies import RANDOM_POLICIES
+from wm.errors import ArtifactError, ConfigError, UsageError
+from wm.io.artifact import open_artifact
+from wm.io.models import read_model
+from wm.io.rollouts import RolloutsReader, check_frames
+from wm.media import check_media_path, labelled_columns, upscale, write_video
 from wm.progress import log
+from wm.rng import keys_from_seeds
 from wm.runner import Input, Output, Stage
+from wm.tfsetup import tensorflow
 
 STAGE_NAME = "dream"
 STAGE_VERSION = 2
@@ -80,8 +90,6 @@ def default_out(config: DreamConfig) -> str:
 
 def check_rollouts_fit(rollouts, mdnrnn) -> None:
     """Raise ArtifactError unless a rollouts file comes from the MDN-RNN's environment and action space."""
-    from wm.io.rollouts import check_frames
-
     check_frames(rollouts, "the VAE")
     if rollouts.attr("action_space_json") != mdnrnn.attr("action_space_json"):
         raise ArtifactError(
@@ -96,8 +104,6 @@ def check_rollouts_fit(rollouts, mdnrnn) -> None:
 
 def prepare(config: DreamConfig, inputs: Mapping[str, Any]) -> DreamConfig:
     """A Dreamer agent, or a V + M pair (with a compared recording or a controller that fit them); the compared episode by default."""
-    from wm.errors import UsageError
-
     if inputs["dreamer"] is not None:
         import json
 
@@ -124,14 +130,10 @@ def prepare(config: DreamConfig, inputs: Mapping[str, Any]) -> DreamConfig:
 
 def compute(config: DreamConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Write the dream (or, with --compare, the comparison) of the V + M pair, or the Dreamer agent's view, to the GIF/MP4."""
-    from wm.media import check_media_path
-
     check_media_path(output.path)
     if inputs["dreamer"] is not None:
         _dreamer_video(config, output.path, seed, inputs)
         return
-    from wm.io.models import read_model
-    from wm.media import upscale, write_video
     from wm.worldmodels.mdnrnn import build_mdnrnn
     from wm.worldmodels.vae import build_vae
 
@@ -158,10 +160,7 @@ def compute(config: DreamConfig, inputs: Mapping[str, Any], seed: int, output: O
 
 def _decode(vae: Any, z: Any) -> Any:
     """Frames [T, 64, 64, 3] uint8 of latents [T, latent], decoded by the VAE in blocks."""
-    import numpy as np
-
     from wm.worldmodels.vae import output_to_frames
-    from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     images = [vae.decode(tf.constant(z[i : i + 256])).numpy() for i in range(0, len(z), 256)]
@@ -170,15 +169,9 @@ def _decode(vae: Any, z: Any) -> Any:
 
 def _compare(config: DreamConfig, seed: int, rollouts: Any, mdn_artifact: Any, vae: Any, mdnrnn: Any, trained_rules: Any) -> tuple[Any, str]:
     """Real | VAE | MDN-RNN one-step prediction | the dream of the same actions from the same first frame, and its description."""
-    import numpy as np
-
     from wm.worldmodels import mixture
-    from wm.actions import memory_inputs
     from wm.worldmodels.dream.batched import Dream
-    from wm.io.rollouts import RolloutsReader
-    from wm.media import labelled_columns
     from wm.worldmodels.vae import frames_to_input
-    from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     action_dim, discrete = int(mdn_artifact.attr("action_dim")), bool(mdn_artifact.attr("discrete_actions"))
@@ -208,8 +201,6 @@ def _compare(config: DreamConfig, seed: int, rollouts: Any, mdn_artifact: Any, v
 
 def view_keys(seed: int, indices: list[int]) -> Any:
     """The random keys [n, 2] of dreams `indices` of `wm dream --seed seed --dream-index i`."""
-    from wm.rng import keys_from_seeds
-
     return keys_from_seeds(seed, [(DREAM_VIEW, i) for i in indices])
 
 
@@ -225,7 +216,6 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
     otherwise the environment's random process (`config.policy`) acts.
     """
     from wm.worldmodels.dream.batched import Dream
-    from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     initial_mu = mdn_artifact.file["initial/mu"][:]
@@ -243,9 +233,9 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
         def act(z, h, c, slots, t):  # the controller sees [z, (c), h] of the state before M reads z
             return tf_controller_memory_input(layout, tf_controller_env_action(layout, actor(features(layout, z, h, c, concat=tf.concat))))
     else:
-        from wm.worldmodels.dream.actions import policy_action_table
-        from wm.envs.spaces import space_from_json
         from wm.envs.policies import PolicySpec
+        from wm.envs.spaces import space_from_json
+        from wm.worldmodels.dream.actions import policy_action_table
 
         table = tf.constant(policy_action_table(
             PolicySpec(config.policy), env_id, space_from_json(mdn_artifact.attr("action_space_json")), seed, [config.dream_index],
@@ -261,7 +251,6 @@ def _dream(config: DreamConfig, seed: int, mdn_artifact: Any, mdnrnn: Any, contr
 def _view_rules(config: DreamConfig, mdn_artifact: Any, mdnrnn: Any, trained_rules: Any) -> Any:
     """The dream's rules: the options given here, else the controller's training rules, else the defaults."""
     from wm.worldmodels.dream.rules import dream_rules, rule_options
-    from wm.envs import default_max_steps
 
     return dream_rules(mdnrnn, reward=trained_rules.reward if trained_rules is not None else "auto", **rule_options(
         trained_rules, temperature=config.temperature, sample_done=config.sample_done, done_threshold=config.done_threshold,
@@ -270,10 +259,6 @@ def _view_rules(config: DreamConfig, mdn_artifact: Any, mdnrnn: Any, trained_rul
 
 def _run_dream(dream: Any, seed: int, index: int, episode: Any, act: Any) -> tuple[Any, int]:
     """One dream of the batched code, key (seed, index), recorded: its latents [T, latent] and its length T."""
-    import numpy as np
-
-    from wm.tfsetup import tensorflow
-
     tf = tensorflow()
     keys = tf.constant(view_keys(seed, [index]), tf.uint32)
     start = None if episode is None else tf.constant(episode)
@@ -284,14 +269,7 @@ def _run_dream(dream: Any, seed: int, index: int, episode: Any, act: Any) -> tup
 
 def _dreamer_video(config: DreamConfig, out: Path, seed: int, inputs: Mapping[str, Any]) -> None:
     """Real frames | posterior reconstruction, then open-loop imagination of the same actions, for one recorded episode."""
-    import numpy as np
-
     from wm.dreamer.agent import agent_from_artifact
-    from wm.actions import dreamer_model_action
-    from wm.io.artifact import open_artifact
-    from wm.io.rollouts import RolloutsReader
-    from wm.media import labelled_columns, write_video
-    from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     artifact = inputs["dreamer"]

@@ -13,12 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
+
 from wm.config import StageConfig, option
 from wm.errors import ArtifactError
-from wm.io.rollouts import compression_option
-from wm.progress import log
-from wm.runner import Input, Output, Stage
 from wm.io.artifact import SEAL_BYTES, create_dataset, ensure_space
+from wm.io.models import read_model
+from wm.io.rollouts import STEP_DATASETS, check_frames, chunk_rows, compression_option, compression_options
+from wm.progress import Progress, log
+from wm.runner import Input, Output, Stage
+from wm.tfsetup import tensorflow
+from wm.worldmodels.frames import sequential_batches
 
 STAGE_NAME = "encode"
 STAGE_VERSION = 1
@@ -44,8 +49,6 @@ def default_out(config: EncodeConfig) -> str:
 
 def prepare(config: EncodeConfig, inputs: Mapping[str, Any]) -> EncodeConfig:
     """The rollouts must hold 64x64 frames, and some."""
-    from wm.io.rollouts import check_frames
-
     rollouts = inputs["rollouts"]
     check_frames(rollouts, f"the VAE in {inputs['vae'].path}")
     if rollouts.file["reward"].shape[0] == 0:
@@ -55,10 +58,6 @@ def prepare(config: EncodeConfig, inputs: Mapping[str, Any]) -> EncodeConfig:
 
 def compute(config: EncodeConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Encode every frame of `inputs['rollouts']` with `inputs['vae']`; write mu, logvar and the step arrays as `latents`."""
-    import numpy as np
-
-    from wm.io.models import read_model
-    from wm.io.rollouts import STEP_DATASETS, chunk_rows, compression_options
     from wm.worldmodels.vae import build_vae
 
     rollouts, vae_artifact = inputs["rollouts"], inputs["vae"]
@@ -91,12 +90,7 @@ def compute(config: EncodeConfig, inputs: Mapping[str, Any], seed: int, output: 
 
 def encode_frames(vae: Any, obs: Any, mu_out: Any, logvar_out: Any, batch_size: int) -> None:
     """mu and logvar of q(z | x) for every frame of `obs`, streamed from disk in blocks and written row by row."""
-    import numpy as np
-
-    from wm.worldmodels.frames import sequential_batches
     from wm.worldmodels.vae import frames_to_input
-    from wm.progress import Progress
-    from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     steps = obs.shape[0]

@@ -21,10 +21,15 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from wm.config import StageConfig, option
-from wm.errors import ConfigError, Interrupted
-from wm.progress import log, plural
+from wm.envs import default_max_steps
+from wm.errors import ConfigError, Interrupted, UsageError
+from wm.io.artifact import create_dataset, open_artifact
+from wm.io.inspect import evaluation_sentence
+from wm.media import labelled_columns, write_video
+from wm.parallel import make_executor
+from wm.progress import Progress, log, plural
+from wm.rng import keys_from_seeds
 from wm.runner import Input, Output, Stage
-from wm.io.artifact import create_dataset
 
 STAGE_NAME = "evaluate"
 STAGE_VERSION = 1
@@ -90,9 +95,6 @@ def evaluation_seeds(seed: int, episodes: int, avoid: set[int], purpose: int = R
 
 def prepare(config: EvaluateConfig, inputs: Mapping[str, Any]) -> EvaluateConfig:
     """Exactly one agent (a controller or a Dreamer agent); the step cap of its environment by default."""
-    from wm.envs import default_max_steps
-    from wm.errors import UsageError
-
     given = [name for name in ("controller", "dreamer") if inputs[name] is not None]
     if len(given) != 1:
         raise UsageError("Give exactly one of --controller C.h5 and --dreamer D.h5.")
@@ -137,7 +139,6 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
             create_dataset(f, "episode/action_counts", data=np.asarray([np.pad(c, (0, width - len(c))) for c in action_counts], np.int64))
         create_dataset(f, "dream/return", data=np.asarray(dream_returns, np.float64))
         create_dataset(f, "dream/length", data=np.asarray(dream_lengths, np.int64))
-    from wm.io.inspect import evaluation_sentence
 
     print(evaluation_sentence(output.path), flush=True)
     log(f"Wrote {output.path}.")
@@ -146,8 +147,6 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
 def _real_episodes(config: EvaluateConfig, kind: str, path: str, env_id: str, run_seed: int, indices: list[int]) -> tuple:
     """(returns, lengths, env seeds, action counts) of the real episodes `indices`, played in parallel."""
     from wm.episodes import EpisodeTask, run_episode
-    from wm.parallel import make_executor
-    from wm.progress import Progress
 
     spec = _policy_spec(config, kind, path)
     tasks = [EpisodeTask(env_id, int(config.max_steps), spec, run_seed, index, dict(config.env_kwargs), record_frames=False) for index in indices]
@@ -173,7 +172,6 @@ def side_outputs(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, o
     """--video: the best and the worst episode of the evaluation, replayed from their seeds."""
     if not config.video:
         return
-    from wm.io.artifact import open_artifact
 
     kind = "controller" if inputs["controller"] is not None else "dreamer"
     with open_artifact(output.path, "evaluation") as evaluation:
@@ -205,7 +203,6 @@ def _dream_scores(controller: Any, layout: Any, rules: Any, temperature: float, 
     from wm.worldmodels.controller_artifact import actor_of, dream_with_actor
     from wm.worldmodels.dream.batched import Dream
     from wm.worldmodels.dream.world import world_model_of
-    from wm.rng import keys_from_seeds
 
     world = world_model_of(controller, with_vae=False)
     actor = actor_of(controller, config.params)
@@ -217,8 +214,6 @@ def _dream_scores(controller: Any, layout: Any, rules: Any, temperature: float, 
 def _write_video(config: EvaluateConfig, kind: str, controller_path: str, env_id: str, run_seed: int, indices: np.ndarray, returns: np.ndarray) -> None:
     """Replay the best and the worst episode (same seeds) and write them side by side."""
     from wm.episodes import EpisodeTask, run_episode
-    from wm.media import labelled_columns, write_video
-    from wm.parallel import make_executor
 
     best, worst = int(np.argmax(returns)), int(np.argmin(returns))
     spec = _policy_spec(config, kind, controller_path)

@@ -28,11 +28,18 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from wm.actions import memory_inputs
 from wm.config import StageConfig, option
+from wm.envs import action_name, default_max_steps
+from wm.envs.spaces import space_from_json
 from wm.errors import ConfigError, Interrupted, UsageError
-from wm.progress import log, plural
-from wm.runner import Input, Output, Stage
 from wm.io.artifact import create_dataset
+from wm.parallel import make_executor
+from wm.progress import Progress, log, plural
+from wm.rng import generator, keys_from_seeds
+from wm.runner import Input, Output, Stage
+from wm.stages.evaluate import evaluation_seeds
+from wm.worldmodels.fidelity import HeldOutEpisode, PolicyComparison, fidelity_report, open_loop, plot_fidelity, policy_group
 
 STAGE_NAME = "fidelity"
 STAGE_VERSION = 1
@@ -112,7 +119,6 @@ def prepare(config: FidelityConfig, inputs: Mapping[str, Any]) -> FidelityConfig
     from wm.worldmodels.controller_artifact import check_controller_fits
     from wm.worldmodels.dream.rules import rule_options
     from wm.worldmodels.dream.world import check_pair
-    from wm.envs import default_max_steps
 
     vae, mdnrnn, controller = inputs["vae"], inputs["mdnrnn"], inputs["controller"]
     if controller is None and (vae is None or mdnrnn is None):
@@ -146,12 +152,10 @@ def _identity(inputs: Mapping[str, Any]) -> tuple[str, str, set[int], Any]:
 
 def compute(config: FidelityConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Compare the dream of a V + M pair (or of a controller's world model) with the real environment; write the artifact and its PNG."""
+    from wm.episodes import purpose_seed
     from wm.worldmodels.dream.batched import Dream
     from wm.worldmodels.dream.rules import dream_rules
     from wm.worldmodels.dream.world import world_model_of, world_model_of_pair
-    from wm.envs.spaces import space_from_json
-    from wm.episodes import purpose_seed
-    from wm.worldmodels.fidelity import PolicyComparison, fidelity_report, open_loop, plot_fidelity
 
     env_id, space_json, avoid, trained_rules = _identity(inputs)
     controller = inputs["controller"]
@@ -186,8 +190,6 @@ def compute(config: FidelityConfig, inputs: Mapping[str, Any], seed: int, output
 
 def _write(output: Output, config: FidelityConfig, env_id: str, rules: Any, comparisons: list, real: Mapping[str, Any], result: Any) -> None:
     """The artifact: every episode's length and return per policy, the open-loop curves and the table."""
-    from wm.worldmodels.fidelity import policy_group
-
     summaries = {c.name: c.summary() for c in comparisons}
     open_loop_rows = {str(j): result.at(j) for j in config.horizon_list()}
     with output.artifact(
@@ -209,7 +211,6 @@ def _write(output: Output, config: FidelityConfig, env_id: str, rules: Any, comp
 def _plans(config: FidelityConfig, env_id: str, space: Any, controller_path: Any) -> list[PolicyPlan]:
     import gymnasium.spaces as spaces
 
-    from wm.envs import action_name
     from wm.envs.policies import PolicySpec
 
     plans = []
@@ -231,9 +232,6 @@ def _plans(config: FidelityConfig, env_id: str, space: Any, controller_path: Any
 def _real_episodes(config: FidelityConfig, seed: int, env_id: str, plans: list[PolicyPlan], world: Any, avoid: set[int]) -> tuple[dict, list]:
     """Every plan's real episodes (lengths, returns, seeds), and the random ones encoded for the open loop."""
     from wm.episodes import EpisodeTask, run_episode
-    from wm.parallel import make_executor
-    from wm.progress import Progress
-    from wm.stages.evaluate import evaluation_seeds
 
     run_seed, indices = evaluation_seeds(seed, config.episodes, avoid, purpose=REAL_EPISODES)
     planned = [(plan, EpisodeTask(env_id, int(config.max_steps), plan.spec, run_seed, index, dict(config.env_kwargs),
@@ -264,8 +262,6 @@ def _real_episodes(config: FidelityConfig, seed: int, env_id: str, plans: list[P
 
 def _encode(world: Any, episode: Any, seed: int) -> Any:
     """A real episode as the MDN-RNN reads it: z sampled from the VAE's q(z | x), actions as model inputs."""
-    from wm.actions import memory_inputs
-    from wm.worldmodels.fidelity import HeldOutEpisode
     from wm.worldmodels.vae import frames_to_input
 
     mu, logvar = [], []
@@ -274,7 +270,6 @@ def _encode(world: Any, episode: Any, seed: int) -> Any:
         mu.append(m.numpy())
         logvar.append(lv.numpy())
     mu, logvar = np.concatenate(mu), np.concatenate(logvar)
-    from wm.rng import generator
 
     noise = generator(seed, LATENT_NOISE, int(episode.index)).standard_normal(mu.shape)
     z = (mu + np.exp(0.5 * logvar) * noise).astype(np.float32)
@@ -285,8 +280,6 @@ def _encode(world: Any, episode: Any, seed: int) -> Any:
 def _dreams(config: FidelityConfig, seed: int, dream: Any, plan: PolicyPlan, env_id: str, space: Any, world: Any,
             real: Mapping[str, Any], controller: Any) -> tuple[np.ndarray, np.ndarray]:
     """`episodes` dreams of one policy, all policies meeting the same dream keys; dream i acts as real episode i did."""
-    from wm.rng import keys_from_seeds
-
     keys = keys_from_seeds(seed, [(DREAMS, i) for i in range(config.episodes)])
     if plan.name == "controller":
         from wm.worldmodels.controller_artifact import actor_of, dream_with_actor, layout_of

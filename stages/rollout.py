@@ -26,10 +26,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, option
-from wm.errors import ConfigError, Interrupted, OutputExistsError
-from wm.io.rollouts import compression_option
+from wm.envs import check_env_name, default_max_steps, make_env, random_policy_name
 from wm.envs.policies import RANDOM_POLICIES
-from wm.progress import log
+from wm.envs.spaces import is_image_space, space_to_json, storage_layout
+from wm.errors import ConfigError, Interrupted, OutputExistsError
+from wm.io.artifact import file_identity, holds, open_h5
+from wm.io.rollouts import RolloutsReader, RolloutsWriter, compression_option, partial_path
+from wm.parallel import make_executor
+from wm.progress import Progress, log
 from wm.runner import Input, Output, Stage
 
 STAGE_NAME = "rollout"
@@ -77,8 +81,6 @@ class RolloutConfig(StageConfig):
     }
 
     def validate(self) -> None:
-        from wm.envs import check_env_name
-
         self.require_at_least(1, "episodes", "max_steps", "workers")
         self.require_positive("task_timeout")
         if self.controller_noise < 0:
@@ -93,8 +95,6 @@ def default_out(config: RolloutConfig) -> str:
 
 def _open_partial(partial: Path, fingerprint: str, *, force: bool) -> bool:
     """Decide about a leftover partial file; returns True when it should be resumed."""
-    from wm.io.artifact import holds
-
     held = holds(partial, fingerprint)
     if held in ("nothing", "same"):
         return held == "same"
@@ -114,8 +114,6 @@ def _open_partial(partial: Path, fingerprint: str, *, force: bool) -> bool:
 
 def _verify_resumed(writer: Any, partial: Path) -> None:
     """Read the kept episodes back before appending to them (a kill can damage the last ones)."""
-    from wm.progress import Progress
-
     check = Progress(writer.episodes, description="checking kept episodes", unit="ep")
     try:
         dropped = writer.verify(on_episode=check.update)
@@ -129,7 +127,6 @@ def prepare(config: RolloutConfig, inputs: Mapping[str, Any]) -> RolloutConfig:
     """The environment's step cap by default; --controller exactly with --policy controller, for this environment;
     --extend rollouts of the same environment."""
     from wm.worldmodels.controller_artifact import check_controller_fits
-    from wm.envs import default_max_steps
 
     controller, extend = inputs["controller"], inputs["extend"]
     if config.policy == "controller":
@@ -147,8 +144,6 @@ def prepare(config: RolloutConfig, inputs: Mapping[str, Any]) -> RolloutConfig:
 
 def compute(config: RolloutConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Collect `config.episodes` episodes (after those of `inputs['extend']`, if given) into the rollouts artifact."""
-    from wm.envs import random_policy_name
-
     controller, extend = inputs["controller"], inputs["extend"]
     policy_kwargs: dict[str, Any] = {}
     if controller is not None:
@@ -161,14 +156,8 @@ def compute(config: RolloutConfig, inputs: Mapping[str, Any], seed: int, output:
 
 def _collect(config: RolloutConfig, output: Output, seed: int, policy_name: str, policy_kwargs: dict[str, Any], extend: Any) -> None:
     """Play the episodes into the partial file (resuming what it kept), then move it into place."""
-    from wm.envs import make_env
-    from wm.envs.spaces import is_image_space, space_to_json, storage_layout
-    from wm.episodes import EpisodeTask, run_episode
-    from wm.io.artifact import file_identity, open_h5
-    from wm.io.rollouts import RolloutsReader, RolloutsWriter, partial_path
-    from wm.parallel import make_executor
     from wm.envs.policies import PolicySpec
-    from wm.progress import Progress
+    from wm.episodes import EpisodeTask, run_episode
 
     probe = make_env(config.env, config.max_steps, **config.env_kwargs)
     observation_space, action_space = probe.observation_space, probe.action_space

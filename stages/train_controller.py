@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from wm.config import StageConfig, option
+from wm.envs import default_max_steps
 from wm.errors import ConfigError
 from wm.progress import log
 from wm.runner import Input, Output, Stage
+from wm.worldmodels.controller import TrainingSetting, controller_layout
 
 STAGE_NAME = "train-controller"
 STAGE_VERSION = 1
@@ -127,12 +129,9 @@ def prepare(config: TrainControllerConfig, inputs: Mapping[str, Any]) -> TrainCo
 
 def compute(config: TrainControllerConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Train a controller in the world model `inputs['vae']` + `inputs['mdnrnn']` and write the `controller` artifact."""
-    from wm.worldmodels.controller import TrainingSetting
     from wm.worldmodels.controller_artifact import write_controller
     from wm.worldmodels.dream.batched import Dream
     from wm.worldmodels.dream.world import world_model_of_pair
-    from wm.envs import default_max_steps
-    from wm.worldmodels.controller import controller_layout
 
     vae, mdnrnn = inputs["vae"], inputs["mdnrnn"]
     env_id = mdnrnn.attr("env_id")

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from wm.config import StageConfig, option
+from wm.envs import check_env_name, make_env
+from wm.envs.spaces import is_image_space, space_to_json
 from wm.errors import ArtifactError, ConfigError, Interrupted
 from wm.io.rollouts import compression_option
 from wm.runner import Input, Output, Stage
@@ -135,7 +137,6 @@ def agent_shape_for(config: TrainDreamerConfig, observation_space: Any, action_s
     import gymnasium.spaces as spaces
 
     from wm.dreamer.agent import AgentShape
-    from wm.envs.spaces import is_image_space
 
     if is_image_space(observation_space):
         if tuple(observation_space.shape) != (64, 64, 3):
@@ -166,8 +167,6 @@ def learning_for(config: TrainDreamerConfig) -> Any:
 
 def prepare(config: TrainDreamerConfig, inputs: Mapping[str, Any]) -> TrainDreamerConfig:
     """A known environment whose spaces the networks take; --prefill rollouts of that environment."""
-    from wm.envs import check_env_name
-
     check_env_name(config.env)
     env, spaces_json = _probe(config)
     env.close()
@@ -180,9 +179,6 @@ def prepare(config: TrainDreamerConfig, inputs: Mapping[str, Any]) -> TrainDream
 
 def _probe(config: TrainDreamerConfig) -> tuple[Any, tuple[str, str]]:
     """The environment, after checking that the networks take its spaces, and its spaces as JSON."""
-    from wm.envs import make_env
-    from wm.envs.spaces import space_to_json
-
     env = make_env(config.env, config.max_steps or None)
     try:
         agent_shape_for(config, env.observation_space, env.action_space, config.env)

@@ -20,12 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from wm.config import StageConfig, option
 from wm.errors import ArtifactError
+from wm.io.artifact import create_dataset
+from wm.io.models import load_weights
 from wm.progress import log, plural
 from wm.runner import Input, Output, Stage
-from wm.tfsetup import PRECISIONS
-from wm.io.artifact import create_dataset
+from wm.tfsetup import PRECISIONS, tensorflow
+from wm.training import apply_if_finite, build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
+from wm.worldmodels.frames import check_episode_count, split_episodes
+from wm.worldmodels.sequences import WindowReader, WindowStream
 
 STAGE_NAME = "train-mdnrnn"
 STAGE_VERSION = 2
@@ -88,8 +94,6 @@ def action_encoding(action_space_json: str, path: Path) -> tuple[int, bool]:
 
 def check_episodes(lengths, path: Path) -> None:
     """The MDN-RNN learns from transitions z_t -> z_{t+1}: every episode needs at least 2 steps."""
-    import numpy as np
-
     short = np.flatnonzero(lengths < 2)
     if len(lengths) == 0:
         raise ArtifactError(f"{path} holds no episodes; there is nothing to train on.")
@@ -102,8 +106,6 @@ def check_episodes(lengths, path: Path) -> None:
 
 def prepare(config: TrainMDNRNNConfig, inputs: Mapping[str, Any]) -> TrainMDNRNNConfig:
     """The latents need a Discrete or Box action space and 2 episodes or more of 2 steps or more; --init the same VAE and architecture."""
-    from wm.worldmodels.frames import check_episode_count
-
     latents, init = inputs["latents"], inputs["init"]
     action_encoding(latents.attr("action_space_json"), latents.path)
     check_episodes(latents.file["episode/length"][:], latents.path)
@@ -123,13 +125,7 @@ def prepare(config: TrainMDNRNNConfig, inputs: Mapping[str, Any]) -> TrainMDNRNN
 
 def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Train the MDN-RNN on windows of `inputs['latents']` (from `inputs['init']`'s weights if given); write the `mdnrnn` artifact."""
-    import numpy as np
-
-    from wm.worldmodels.frames import split_episodes
-    from wm.worldmodels.sequences import WindowReader, WindowStream
-    from wm.io.models import load_weights
     from wm.tfsetup import keras, tensorflow
-    from wm.training import start_or_resume, sync_weights, train_epochs, write_training_record
 
     latents = inputs["latents"]
     action_dim, discrete = action_encoding(latents.attr("action_space_json"), latents.path)
@@ -183,7 +179,6 @@ def compute(config: TrainMDNRNNConfig, inputs: Mapping[str, Any], seed: int, out
 def build_models(config: TrainMDNRNNConfig, latent_dim: int, action_dim: int) -> tuple[Any, Any]:
     """(model to train, float32 model to evaluate and store) in the configured precision."""
     from wm.worldmodels.mdnrnn import build_mdnrnn
-    from wm.training import build_in_precision
 
     return build_in_precision(lambda: build_mdnrnn(
         latent_dim=latent_dim, action_dim=action_dim, units=config.units, num_mixtures=config.num_mixtures,
@@ -203,8 +198,6 @@ def make_steps(config: TrainMDNRNNConfig, model: Any, evaluation_model: Any, opt
     done loss and the reward MSE when those heads exist.
     """
     from wm.worldmodels.losses import done_loss, masked_mean, mixture_nll
-    from wm.tfsetup import tensorflow
-    from wm.training import apply_if_finite
 
     tf = tensorflow()
     float_spec = lambda rank: tf.TensorSpec((None,) * rank, tf.float32)  # noqa: E731
@@ -248,8 +241,6 @@ def make_steps(config: TrainMDNRNNConfig, model: Any, evaluation_model: Any, opt
 def heldout_metrics(config: TrainMDNRNNConfig, evaluate_step: Any, reader: Any, episodes: Any, lengths: Any, latent_dim: int) -> dict:
     """Whole held-out episodes from a zero state, with one fixed z sample: NLL per dimension against the copy
     baseline (z_(t+1) ~ N(z_t, var of the steps)), the done head's ROC AUC, precision and recall, the reward MSE."""
-    import numpy as np
-
     from wm.worldmodels.losses import precision_recall, roc_auc
 
     nll_sum, delta_squares = np.zeros(latent_dim), np.zeros(latent_dim)

@@ -14,12 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
+import numpy as np
+
 from wm.config import StageConfig, option
 from wm.errors import ConfigError
+from wm.io.artifact import create_dataset, mark_as_image_stack
+from wm.io.rollouts import check_frames
+from wm.media import side_by_side
 from wm.progress import log, plural
 from wm.runner import Input, Output, Stage
-from wm.tfsetup import PRECISIONS
-from wm.io.artifact import create_dataset
+from wm.tfsetup import PRECISIONS, tensorflow
+from wm.training import build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
+from wm.worldmodels.frames import FrameStream, check_episode_count, episode_frame_indices, sequential_batches, split_episodes
 
 STAGE_NAME = "train-vae"
 STAGE_VERSION = 2  # 2: frames shuffled by pools of chunk groups
@@ -70,9 +76,6 @@ def default_out(config: TrainVAEConfig) -> str:
 
 def prepare(config: TrainVAEConfig, inputs: Mapping[str, Any]) -> TrainVAEConfig:
     """The rollouts must hold 64x64 frames, in 2 episodes or more."""
-    from wm.worldmodels.frames import check_episode_count
-    from wm.io.rollouts import check_frames
-
     check_frames(inputs["rollouts"], "the VAE")
     check_episode_count(inputs["rollouts"].file["episode/start"].shape[0])
     return config
@@ -80,10 +83,8 @@ def prepare(config: TrainVAEConfig, inputs: Mapping[str, Any]) -> TrainVAEConfig
 
 def compute(config: TrainVAEConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Train the VAE on the frames of `inputs['rollouts']` (held-out episodes measure it) and write the `vae` artifact."""
-    from wm.worldmodels.frames import FrameStream, episode_frame_indices, split_episodes
-    from wm.worldmodels.vae import build_vae, make_train_step
     from wm.tfsetup import keras, tensorflow
-    from wm.training import build_in_precision, start_or_resume, sync_weights, train_epochs, write_training_record
+    from wm.worldmodels.vae import build_vae, make_train_step
 
     rollouts = inputs["rollouts"]
     starts, lengths = rollouts.file["episode/start"][:], rollouts.file["episode/length"][:]
@@ -126,11 +127,8 @@ def compute(config: TrainVAEConfig, inputs: Mapping[str, Any], seed: int, output
 
 def heldout_evaluation(evaluation_model: Any, model: Any, obs: Any, rows: Any, kl_tolerance: float) -> Callable[[], dict[str, float]]:
     """The held-out metrics of the current weights: the losses of the deterministic reconstruction (z = mu), per frame."""
-    from wm.worldmodels.frames import sequential_batches
     from wm.worldmodels.losses import vae_loss
     from wm.worldmodels.vae import IMAGE_SHAPE, frames_to_input
-    from wm.tfsetup import tensorflow
-    from wm.training import sync_weights
 
     tf = tensorflow()
 
@@ -153,10 +151,6 @@ def heldout_evaluation(evaluation_model: Any, model: Any, obs: Any, rows: Any, k
 
 def write_samples(f: Any, model: Any, obs: Any, heldout_rows: Any, count: int) -> None:
     """Held-out originals beside their reconstructions (image stacks viewers show), spread over the held-out episodes."""
-    import numpy as np
-
-    from wm.io.artifact import mark_as_image_stack
-    from wm.media import side_by_side
     from wm.worldmodels.vae import frames_to_input, output_to_frames
 
     rows = np.unique(heldout_rows[np.linspace(0, len(heldout_rows) - 1, min(count, len(heldout_rows))).astype(int)])

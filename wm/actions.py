@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from wm.tfsetup import tensorflow
+
 THIRD = 1.0 / 3.0  # DoomTakeCover: raw < -1/3 is left, raw > 1/3 is right, nothing in between (the original code)
 
 
@@ -35,8 +37,6 @@ def controller_memory_input(layout: Any, action: Any) -> np.ndarray:
 
 def tf_controller_memory_input(layout: Any, action: Any) -> Any:
     """TensorFlow twin of `controller_memory_input` for a batch of environment actions -> [n, action_dim] float32."""
-    from wm.tfsetup import tensorflow
-
     tf = tensorflow()
     if layout.discrete:
         return tf.one_hot(action, layout.action_dim, dtype=tf.float32)
@@ -58,8 +58,6 @@ def controller_env_action(layout: Any, raw: np.ndarray) -> Any:
 
 def tf_controller_env_action(layout: Any, raw: Any) -> Any:
     """TensorFlow twin of `controller_env_action` for raw outputs [n, outputs]: int64 [n] (discrete) or float32 [n, d]."""
-    from wm.tfsetup import tensorflow
-
     tf = tensorflow()
     if layout.action_map == "thirds":
         return tf.where(raw[:, 0] < -THIRD, tf.constant(0, tf.int64), tf.where(raw[:, 0] > THIRD, tf.constant(2, tf.int64), tf.constant(1, tf.int64)))

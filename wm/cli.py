@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
 from typing import Any, Callable
 
@@ -18,7 +19,12 @@ import click
 from wm import __version__
 from wm.config import coerce_value, field_default, field_types, resolve_config, unwrap_optional
 from wm.errors import WMError
+from wm.export.to_minari import export_minari
+from wm.io.inspect import describe, format_description
+from wm.pipelines import RECIPES
+from wm.recipe import run_pipeline
 from wm.runner import run_stage
+from wm.stages import all_stages
 
 
 def _fail(error: WMError) -> None:
@@ -120,8 +126,6 @@ def _stage_command(stage: Any) -> click.Command:
 
 
 def _register_stages() -> None:
-    from wm.stages import all_stages
-
     for stage in all_stages():
         cli.add_command(_stage_command(stage))
 
@@ -133,8 +137,6 @@ def inspect_command(path: str, as_json: bool) -> None:
     """Show an artifact: kind, provenance, datasets and a per-kind summary."""
 
     def action() -> None:
-        from wm.io.inspect import describe, format_description
-
         description = describe(path)
         click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
 
@@ -154,8 +156,6 @@ def export_minari_command(rollouts: str, dataset_id: str, force: bool) -> None:
     """Write a rollouts artifact as a Minari dataset (images stored losslessly)."""
 
     def action() -> None:
-        from wm.export.to_minari import export_minari
-
         path = export_minari(rollouts, dataset_id, force=force)
         click.echo(f"Wrote Minari dataset {dataset_id} to {path}; load it with minari.load_dataset({dataset_id!r}).")
 
@@ -180,8 +180,6 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
     """Run a pipeline recipe's stages in order (see the recipes below; generated from wm.pipelines)."""
 
     def action() -> None:
-        from wm.recipe import run_pipeline
-
         manifest = run_pipeline(
             pipeline, preset=preset, out=out, seed=seed, force=force, sets=set_items, config_file=config_path,
             iterations=iterations, retrain_vae=retrain_vae, from_stage=from_stage, to_stage=to_stage,
@@ -206,8 +204,6 @@ def run_command(pipeline: str, preset: str | None, out: str | None, seed: int, c
 
 def _recipes_help() -> str:
     """`wm run --help`: every recipe with its steps, presets and description."""
-    from wm.pipelines import RECIPES
-
     lines = ["Run a pipeline recipe's stages in order, skipping those whose output is up to date; ends by printing each "
              "fidelity table and evaluation.", "", "\b", "Recipes:"]
     for recipe in RECIPES.values():
@@ -226,7 +222,5 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 
 def main() -> None:
     """Console-script entry point; SIGTERM stops work the way Ctrl-C does (finished work is kept)."""
-    import signal
-
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     cli(prog_name="wm")

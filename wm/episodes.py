@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from wm import rng
+from wm.envs import make_env
+from wm.envs.policies import PolicySpec, make_policy
 from wm.envs.spaces import storage_layout
 from wm.io.rollouts import Episode
-from wm.envs.policies import PolicySpec, make_policy
+from wm.parallel import at_worker_exit
 
 ENV_SEED_KEY = 0
 POLICY_SEED_KEY = 1
@@ -64,9 +66,6 @@ def close_cached_envs() -> None:
 
 
 def _cached_env(task: EpisodeTask) -> Any:
-    from wm.envs import make_env
-    from wm.parallel import at_worker_exit
-
     at_worker_exit(close_cached_envs)
 
     key = json.dumps([task.env_name, task.max_steps, task.env_kwargs], sort_keys=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from wm.errors import UsageError
+from wm.io.artifact import commit
 
 MEDIA_SUFFIXES = (".gif", ".mp4")
 
@@ -31,8 +32,6 @@ def side_by_side(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
 
 def write_video(frames: np.ndarray, out: Path, fps: float) -> None:
     """Write [T, H, W, 3] uint8 frames to `out` (.gif or .mp4) via a temporary file in the same folder."""
-    from wm.io.artifact import commit
-
     check_media_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.parent / f".{out.stem}.tmp{out.suffix}"

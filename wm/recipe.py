@@ -31,8 +31,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from wm.config import parse_set
+from wm.config import check_key, coerce_value, load_config_file, parse_set, resolve_config
 from wm.errors import ConfigError, UsageError
+from wm.io.artifact import open_artifact, open_h5
+from wm.io.lock import OutputLock
+from wm.progress import log
+from wm.runner import run_stage
+from wm.stages import get_stage
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,6 @@ def _rounds_hint(name: str, steps: Sequence[Step]) -> str:
 
 def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per-step (or per-base-name) overrides from a YAML/TOML file of {step: {key: value}} and --set STEP.KEY=VALUE."""
-    from wm.config import load_config_file
-
     names = {key for step in steps for key in step.override_keys()}
     listing = ", ".join(dict.fromkeys(step.base for step in steps))
     overrides: dict[str, dict[str, Any]] = {}
@@ -137,9 +140,6 @@ def _step_overrides(steps: Sequence[Step], config_file: str | None, sets: Sequen
 
 def step_config(recipe: Recipe, step: Step, preset: str | None, overrides: Mapping[str, Mapping[str, Any]]) -> Any:
     """The resolved config of `step` under `preset` and the user's overrides."""
-    from wm.config import check_key, coerce_value, resolve_config
-    from wm.stages import get_stage
-
     config_class = get_stage(step.stage).config_class
     chosen = recipe.presets.get(preset, {}) if preset else {}
     values = dict(step.settings)
@@ -162,8 +162,6 @@ def step_config(recipe: Recipe, step: Step, preset: str | None, overrides: Mappi
 
 def _owned_by(path: Path, stage: str) -> bool:
     """True if `path` is a wm artifact written by `stage` (so the pipeline may replace it)."""
-    from wm.io.artifact import open_h5
-
     try:
         with open_h5(path) as f:
             value = f.attrs.get("stage")
@@ -174,8 +172,6 @@ def _owned_by(path: Path, stage: str) -> bool:
 
 def _run_step(stage: Any, config: Any, out: Path, seed: int, inputs: dict, *, rerun: bool, force: bool) -> Any:
     """Run one step; `rerun` runs it even when its output is up to date (the old output is kept until the new one is complete)."""
-    from wm.runner import run_stage
-
     replace_changed = force or not out.exists() or _owned_by(out, stage.name)
     return run_stage(stage, config, out=out, seed=seed, inputs=inputs, force=replace_changed, rerun=rerun)
 
@@ -195,11 +191,6 @@ def run_pipeline(
     to_stage: str | None = None,
 ) -> dict[str, Any]:
     """Run the steps of recipe `name` (from `from_stage` to `to_stage`) into its run folder; returns the manifest."""
-    from wm.io.artifact import open_artifact
-    from wm.io.lock import OutputLock
-    from wm.progress import log
-    from wm.stages import get_stage
-
     recipe = get_recipe(name)
     if preset is not None and preset not in recipe.presets:
         raise ConfigError(f"Unknown preset '{preset}' for pipeline {name}; known presets: {', '.join(recipe.presets)}.")

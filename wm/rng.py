@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wm.tfsetup import tensorflow
+
 GOLDEN = 0x9E3779B9  # spreads stream numbers over the 32-bit range
 MASK32 = 0xFFFFFFFF
 
@@ -117,8 +119,6 @@ def numpy_normal(keys: np.ndarray, counter: Any, stream: int, shape: tuple[int, 
 
 
 def _tf():
-    from wm.tfsetup import tensorflow
-
     return tensorflow()
 
 

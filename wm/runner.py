@@ -29,7 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from wm.errors import Interrupted, OutputExistsError, UsageError
+from wm.checkpoint import Checkpoint
+from wm.config import config_to_json
+from wm.errors import ArtifactError, DiskFull, Interrupted, OutputExistsError, UsageError, WMError, WorkerError
+from wm.io.artifact import (
+    check_output,
+    commit,
+    compute_fingerprint,
+    ensure_writable_folder,
+    open_artifact,
+    write_root_attributes,
+    writing_artifact,
+)
+from wm.io.integrity import find_damage
+from wm.io.lock import OutputLock
 from wm.progress import log
 
 
@@ -95,9 +108,6 @@ class Output:
 
         `kind` is the stage's output kind unless a second file of the run has another (the Dreamer replay).
         """
-        from wm.config import config_to_json
-        from wm.io.artifact import write_root_attributes
-
         write_root_attributes(f, kind=kind or self.stage.output_kind, stage=self.stage.name, seed=self.seed, config_json=config_to_json(self.config),
                               inputs=self.refs, fingerprint=self.fingerprint, extra=extra)
 
@@ -107,16 +117,12 @@ class Output:
 
         `streamed`: written in place rather than in memory, for arrays too large for memory (`wm.io.artifact.writing_artifact`).
         """
-        from wm.io.artifact import writing_artifact
-
         with writing_artifact(self.path, streamed=streamed) as f:
             self.write_root_attributes(f, **extra)
             yield f
 
     def commit(self, temporary: Path, written: tuple[int, int]) -> None:
         """Move a complete file this run wrote (`written`: its device and inode) into place as the output."""
-        from wm.io.artifact import commit
-
         commit(temporary, self.path, written)
 
     @property
@@ -129,8 +135,6 @@ class Output:
 
     def checkpoint(self) -> Any:
         """The run's resumable state (`wm.checkpoint.Checkpoint`), tied to this fingerprint; --force discards another run's."""
-        from wm.checkpoint import Checkpoint
-
         return Checkpoint(self.checkpoint_folder, self.fingerprint, force=self.force)
 
 
@@ -143,9 +147,6 @@ def run_stage(
     replaces an output (or unfinished run) made with other settings; `rerun` also redoes an
     up-to-date output, which is kept until the new one is complete.
     """
-    from wm.io.artifact import ensure_writable_folder
-    from wm.io.lock import OutputLock
-
     out = Path(out)
     _check_paths(stage, out, inputs)
     ensure_writable_folder(out)
@@ -175,8 +176,6 @@ def run_stage(
 
 
 def _config_json(config: Any) -> str:
-    from wm.config import config_to_json
-
     return config_to_json(config)
 
 
@@ -203,8 +202,6 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _open_inputs(stage: Stage, inputs: Mapping[str, Any], stack: contextlib.ExitStack) -> dict[str, Any]:
     """Every declared input, opened and validated by kind (None for an optional input left out)."""
-    from wm.io.artifact import open_artifact
-
     opened: dict[str, Any] = {}
     for name, spec in stage.inputs.items():
         path = inputs.get(name)
@@ -228,9 +225,6 @@ def _one_sentence_failures(opened: Mapping[str, Any], out: Path) -> Iterator[Non
     bytes of its other arrays (frames, actions) are only verified, by their checksums, as a stage
     reads them, so a damaged frame surfaces mid-run as an h5py or TensorFlow error.
     """
-    from wm.errors import ArtifactError, DiskFull, WMError, WorkerError
-    from wm.io.integrity import find_damage
-
     try:
         yield
     except Exception as exc:
@@ -251,8 +245,6 @@ def _up_to_date(stage: Stage, output: Output, rerun: bool) -> bool:
 
     An output that holds another result is refused unless --force (`wm.io.artifact.check_output`).
     """
-    from wm.io.artifact import check_output, compute_fingerprint
-
     if not stage.artifact:
         if output.path.exists() and not output.force:
             raise OutputExistsError(f"{output.path} already exists; pass --force to replace it or choose another --out.")

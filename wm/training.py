@@ -25,8 +25,10 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from wm.errors import Interrupted, TrainingDiverged
-from wm.progress import Progress, log
 from wm.io.artifact import create_dataset
+from wm.io.models import write_model
+from wm.progress import Progress, log
+from wm.tfsetup import dtype_policy, tensorflow
 
 
 @dataclass
@@ -66,8 +68,6 @@ RECORD_KEYS = ("epoch", "seconds", "items")
 def write_training_record(f: Any, model: Any, history: list[Mapping[str, Any]]) -> None:
     """Store a trained model and its history in an open artifact: the `model` group, `history/*`
     datasets, and the root attributes `history_json` and `final_<split>_<name>` (scalars of the last epoch)."""
-    from wm.io.models import write_model
-
     write_model(f, model)
     for key, values in history_arrays(history).items():
         create_dataset(f, f"history/{key.replace('/', '_')}", data=values)
@@ -88,7 +88,6 @@ class MetricsLog:
     def write(self, row: Mapping[str, float], step: int) -> None:
         with open(self.folder / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps({"step": step, **row}) + "\n")
-        from wm.tfsetup import tensorflow
 
         tf = tensorflow()
         if self._writer is None:
@@ -224,8 +223,6 @@ def build_in_precision(build: Callable[[], Any], precision: str) -> tuple[Any, A
     model is a float32 twin that `sync_weights` fills with its weights, so that held-out metrics and
     the stored model are those every later stage uses. Under "float32" both are the same model.
     """
-    from wm.tfsetup import dtype_policy
-
     with dtype_policy(precision):
         model = build()
     if precision == "float32":
@@ -247,8 +244,6 @@ def apply_if_finite(optimizer: Any, loss: Any, gradients: list[Any], variables: 
     Returns the boolean tensor `finite`; a non-finite step changes no weight, so the weights (and
     every checkpoint) stay those of the last good step.
     """
-    from wm.tfsetup import tensorflow
-
     tf = tensorflow()
     finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.linalg.global_norm(gradients))
 
@@ -271,8 +266,6 @@ def history_arrays(history: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
 
 def plot_learning_curve(history: list[Mapping[str, Any]], path: Path, title: str, x_key: str) -> None:
     """Population best / mean / worst (or dream returns), with the mean parameters' dream and real scores."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")

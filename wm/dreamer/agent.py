@@ -18,12 +18,14 @@ is not stored, as in rollouts). Imagination starts from every posterior state of
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from wm.dreamer import losses
 from wm.dreamer.distributions import action_distribution
 from wm.dreamer.networks import Decoder, Encoder, mlp
 from wm.dreamer.rssm import RSSM
+from wm.io.models import load_variables
 from wm.tfsetup import keras, tensorflow
 
 tf = tensorflow()
@@ -245,10 +247,6 @@ class Agent(keras.Model):
 
 def agent_from_artifact(artifact: Any) -> Agent:
     """The trained agent of an open `dreamer` artifact."""
-    import json
-
-    from wm.io.models import load_variables
-
     shape = AgentShape(**json.loads(artifact.attr("agent_shape_json")))
     learning = Learning(**json.loads(artifact.attr("learning_json")))
     agent = Agent(shape, learning)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,10 +25,14 @@ import numpy as np
 
 from wm import rng
 from wm.actions import dreamer_env_action
+from wm.dreamer.replay import WindowSampler
+from wm.envs.spaces import storage_layout
 from wm.errors import OutputExistsError
-from wm.training import check_finite
-from wm.progress import log
-from wm.io.artifact import create_dataset
+from wm.io.artifact import commit, create_dataset, file_identity, open_h5
+from wm.io.models import save_variables
+from wm.io.rollouts import COMMITTED_EPISODES, COMMITTED_STEPS, Episode, RolloutsReader, RolloutsWriter
+from wm.progress import Progress, log
+from wm.training import MetricsLog, check_finite
 
 METRICS_EVERY_UPDATES = 100
 # Streams of the stateless seeds: (seed, stream, counter).
@@ -91,13 +96,8 @@ class OnlineRun:
 
     def __init__(self, config: Any, shape: Any, learning: Any, env: Any, output: Any, seed: int, attributes: dict[str, Any], prefill: Any):
         from wm.dreamer.agent import Agent
-        from wm.dreamer.replay import WindowSampler
         from wm.envs.policies import PolicySpec, make_policy
-        from wm.envs.spaces import storage_layout
-        from wm.io.artifact import file_identity, open_h5
-        from wm.io.rollouts import RolloutsWriter
         from wm.tfsetup import keras, tensorflow
-        from wm.training import MetricsLog
 
         self.tf, keras = tensorflow(), keras()
         self.config, self.shape, self.env, self.output, self.out, self.seed = config, shape, env, output, output.path, seed
@@ -152,8 +152,6 @@ class OnlineRun:
 
     def _cut_replay_back(self) -> None:
         """Drop the replay's episodes after the checkpoint (the run goes on from there)."""
-        from wm.io.rollouts import COMMITTED_EPISODES, COMMITTED_STEPS
-
         if self.writer.episodes < self.state.episodes:
             raise OutputExistsError(f"{self.replay_path} holds fewer episodes than {self.checkpoint.path} counted; "
                                     "pass --force to discard both and start again.")
@@ -279,7 +277,6 @@ class OnlineRun:
         episode's end (where the replay and the counters agree).
         """
         from wm.episodes import episode_env_seed
-        from wm.progress import Progress
 
         config, state = self.config, self.state
         self._started = time.monotonic()
@@ -323,8 +320,6 @@ class OnlineRun:
 
     def _fill_replay(self, prefill: Any) -> None:
         """Start the replay with the episodes of a rollouts (or replay) artifact."""
-        from wm.io.rollouts import RolloutsReader
-
         reader = RolloutsReader(prefill)
         for episode in reader.episodes():
             self.writer.append(dataclasses.replace(episode, index=self.writer.episodes))
@@ -334,8 +329,6 @@ class OnlineRun:
 
     def _store(self, episode: LiveEpisode, progress: Any) -> None:
         """Commit a finished training episode to the replay, where the sampler sees it."""
-        from wm.io.rollouts import Episode
-
         steps = episode.arrays()
         stored = Episode(self.state.episodes, episode.env_seed, steps["obs"], steps["action"], steps["reward"].astype(np.float32),
                          steps["terminated"], steps["truncated"])
@@ -358,8 +351,6 @@ class OnlineRun:
 
     def plot(self) -> None:
         """learning.png: evaluation returns (mean +- std) and training episode returns over environment steps."""
-        import os
-
         import matplotlib
 
         matplotlib.use("Agg")
@@ -391,9 +382,6 @@ class OnlineRun:
 
     def write_artifacts(self) -> None:
         """The `dreamer` artifact at `out` and the finished replay at `<out stem>.replay.h5`; then the checkpoint goes."""
-        from wm.io.artifact import commit
-        from wm.io.models import save_variables
-
         self.plot()
         # Every environment seed this agent met, so that `wm evaluate` can stay clear of them.
         met = [int(s) for s in self.replay_file["episode/seed"][:]]

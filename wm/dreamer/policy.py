@@ -10,7 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from wm.actions import dreamer_env_action
 from wm.errors import UsageError
+from wm.io.artifact import open_artifact
+from wm.tfsetup import tensorflow
 
 
 class DreamerPolicy:
@@ -19,8 +22,6 @@ class DreamerPolicy:
     def __init__(self, env_name: str, action_space: Any, dreamer: str, planner: str = "actor", cem_horizon: int = 12,
                  cem_iterations: int = 10, cem_candidates: int = 1000, cem_top: int = 100):
         from wm.dreamer.agent import agent_from_artifact
-        from wm.io.artifact import open_artifact
-        from wm.tfsetup import tensorflow
 
         self.tf = tensorflow()
         with open_artifact(dreamer, "dreamer") as artifact:
@@ -41,8 +42,6 @@ class DreamerPolicy:
 
     def act(self, observation: Any) -> Any:
         """The action for `observation`, in the environment's form."""
-        from wm.actions import dreamer_env_action
-
         tf = self.tf
         seed = tf.constant(self.base_seed + np.array([0, self.t], np.int32))
         self.t += 1

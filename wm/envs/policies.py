@@ -21,6 +21,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from wm.dreamer.policy import DreamerPolicy
+from wm.envs import random_policy_name
 from wm.errors import UsageError
 
 
@@ -167,8 +169,6 @@ POLICY_FACTORIES["controller"] = _controller_agent
 
 
 def _dreamer_agent(env_name: str, action_space: Any, **kwargs: Any) -> Policy:
-    from wm.dreamer.policy import DreamerPolicy
-
     return DreamerPolicy(env_name, action_space, **kwargs)
 
 
@@ -178,8 +178,6 @@ POLICY_FACTORIES["dreamer"] = _dreamer_agent
 
 def make_policy(spec: PolicySpec, env_name: str, action_space: Any) -> Policy:
     """Build the policy `spec` names for an environment; `random` resolves to the env's own process."""
-    from wm.envs import random_policy_name
-
     name = random_policy_name(env_name) if spec.name == "random" else spec.name
     if name not in POLICY_FACTORIES:
         raise UsageError(f"Unknown policy '{spec.name}'; known policies: {', '.join(POLICY_FACTORIES)}.")

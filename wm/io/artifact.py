@@ -30,6 +30,7 @@ import numpy as np
 import wm
 from wm.errors import ArtifactError, DiskFull, OutputExistsError, UsageError
 from wm.io.integrity import check_sealed, is_sealed, seal
+from wm.io.lock import check_unchanged
 from wm.io.schema import SCHEMAS, validate_artifact
 
 # Lowest and highest HDF5 file format written: 1.10's checksums its metadata; Debian's h5dump, HDFView and h5web read it.
@@ -184,8 +185,6 @@ def commit(temporary: Path, final: Path, written: tuple[int, int] | None = None,
     since the run started (`wm.io.lock.check_unchanged`). `seal_it=False` commits a file that is
     sealed already, or is not HDF5 (a video).
     """
-    from wm.io.lock import check_unchanged
-
     with open(temporary, "rb+") as handle:
         stat = os.fstat(handle.fileno())
         if written is not None and (stat.st_dev, stat.st_ino) != tuple(written):

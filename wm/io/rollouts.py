@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from wm.config import option
 from wm.errors import ArtifactError
 from wm.io.artifact import SEAL_BYTES, Artifact, create_dataset, ensure_space, mark_as_image_stack
 from wm.progress import plural
@@ -80,8 +81,6 @@ def compression_option(what: str) -> Any:
     write rate and 0.83x its read rate, 42 % smaller; levels 2-6 write 4-35 % slower for 3-9 % less).
     It does not change the arrays, only how they are stored, so it is not part of the fingerprint.
     """
-    from wm.config import option
-
     return option("gzip", f"Compression of {what}: gzip (level 1, read by every HDF5 tool: h5dump, HDFView, h5web), lzf (writes "
                   "1.5x faster, 1.7x larger, h5py only) or none.", choices=COMPRESSIONS, fingerprint=False)
 

@@ -17,7 +17,9 @@ import numpy as np
 
 from wm import rng
 from wm.errors import Interrupted, OutputExistsError
-from wm.progress import log, plural
+from wm.parallel import make_executor
+from wm.progress import Progress, log, plural
+from wm.training import MetricsLog, plot_learning_curve
 
 # Seed purposes (wm.episodes.purpose_seed / wm.rng keys): every use of the run seed draws its own episodes.
 DREAM_TRAIN, REAL_TRAIN, DREAM_SCORE, REAL_SCORE = 1, 2, 3, 4
@@ -81,8 +83,8 @@ def _dream_keys(seed: int, purpose: int, generation: int, count: int) -> np.ndar
 
 def real_returns(setting: Any, executor: Any, params: np.ndarray, run_seed: int, episodes: int) -> tuple[np.ndarray, list[int]]:
     """Returns [candidates, episodes] of each parameter vector over the same `episodes` real episodes, and their env seeds."""
-    from wm.episodes import EpisodeTask, run_episode
     from wm.envs.policies import PolicySpec
+    from wm.episodes import EpisodeTask, run_episode
 
     config = setting.config
     tasks = [
@@ -144,9 +146,6 @@ def train_cmaes(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
     executor. Every `real_every` generations the mean is scored in the real environment (and the dream).
     """
     from wm.episodes import purpose_seed
-    from wm.parallel import make_executor
-    from wm.progress import Progress
-    from wm.training import MetricsLog, plot_learning_curve
 
     config, layout, seed = setting.config, setting.layout, setting.seed
     search = Search(setting, output.checkpoint())

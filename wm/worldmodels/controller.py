@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from wm.errors import ConfigError
+from wm.tfsetup import tensorflow
 
 FEATURES = ("auto", "z", "zh", "zch")
 
@@ -122,8 +123,6 @@ class LinearActor:
     """C as the paper's single layer: raw = tanh(x W + b), with W and b in variables (no retracing per candidate)."""
 
     def __init__(self, layout: Any):
-        from wm.tfsetup import tensorflow
-
         tf = tensorflow()
         self.layout = layout
         self.weights = tf.Variable(tf.zeros([layout.input_dim, layout.outputs]), trainable=False)
@@ -135,8 +134,6 @@ class LinearActor:
         self.bias.assign(bias)
 
     def __call__(self, x: Any) -> Any:
-        from wm.tfsetup import tensorflow
-
         tf = tensorflow()
         return tf.tanh(tf.matmul(x, self.weights) + self.bias)
 

@@ -20,8 +20,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from wm.actions import tf_controller_env_action, tf_controller_memory_input
 from wm.errors import ArtifactError
-from wm.io.artifact import create_dataset
+from wm.io.artifact import create_dataset, open_artifact
+from wm.io.models import write_model
+from wm.tfsetup import tensorflow
+from wm.training import history_arrays
+from wm.worldmodels.controller import ControllerLayout, LinearActor, features
 
 PARAM_CHOICES = ("mean", "best")
 
@@ -33,8 +38,6 @@ def write_controller(
 ) -> None:
     """Fill an open artifact (root attributes already written) with a trained controller."""
     from wm.worldmodels.dream.world import embed_world_model
-    from wm.io.models import write_model
-    from wm.training import history_arrays
 
     f.attrs["env_id"] = mdnrnn.attr("env_id")
     f.attrs["action_space_json"] = mdnrnn.attr("action_space_json")
@@ -58,8 +61,6 @@ def write_controller(
 
 def layout_of(artifact: Any) -> Any:
     """The ControllerLayout stored in a controller artifact."""
-    from wm.worldmodels.controller import ControllerLayout
-
     return ControllerLayout.from_json(artifact.attr("layout_json"))
 
 
@@ -80,7 +81,6 @@ def actor_of(artifact: Any, params: str = "mean") -> Callable[[Any], Any]:
 
         model = read_model(artifact, build_actor_critic, "policy")
         return lambda x: raw_output(layout, model, model.mode(model.actor(x)))
-    from wm.worldmodels.controller import LinearActor
 
     if params not in PARAM_CHOICES:
         raise ArtifactError(f"params must be one of {', '.join(PARAM_CHOICES)}; got {params!r}.")
@@ -91,8 +91,6 @@ def actor_of(artifact: Any, params: str = "mean") -> Callable[[Any], Any]:
 
 def load_actor(path: str | Path, params: str = "mean") -> tuple[Any, Callable[[Any], Any]]:
     """(layout, actor) of the controller artifact at `path`."""
-    from wm.io.artifact import open_artifact
-
     with open_artifact(path, "controller") as artifact:
         return layout_of(artifact), actor_of(artifact, params)
 
@@ -114,10 +112,6 @@ def check_controller_fits(controller: Any, *, vae: Any = None, mdnrnn: Any = Non
 
 def dream_with_actor(dream: Any, layout: Any, actor: Callable[[Any], Any]) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """A compiled `run(keys [n, 2]) -> (returns, lengths)` of dreams driven by one actor."""
-    from wm.actions import tf_controller_env_action, tf_controller_memory_input
-    from wm.worldmodels.controller import features
-    from wm.tfsetup import tensorflow
-
     tf = tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.uint32)], jit_compile=False)

@@ -20,11 +20,16 @@ j its horizon (steps predicted ahead).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from wm import rng
+from wm.io.artifact import open_artifact
+from wm.rng import key_from_seed, numpy_fold_in, seed_sequence
+from wm.tfsetup import tensorflow
 
 # --- dream against real ------------------------------------------------------------------------
 
@@ -86,9 +91,6 @@ def policy_group(name: str) -> str:
 
 def fidelity_report(path: Any) -> str:
     """The table of a fidelity artifact: dream against real per policy, then open-loop scores per horizon."""
-
-    from wm.io.artifact import open_artifact
-
     with open_artifact(path, "fidelity") as artifact:
         rules = artifact.json_attr("rules_json")
         summaries = artifact.json_attr("summary_json")
@@ -157,8 +159,6 @@ class OpenLoopResult:
 
 def teacher_forced_states_fn(mdnrnn: Any) -> Any:
     """Compiled: (z [T, latent], a [T, action]) of one episode -> the LSTM state (h, c) [T, units] before each step is read."""
-    from wm.tfsetup import tensorflow
-
     tf = tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.float32)], jit_compile=False)
@@ -176,10 +176,8 @@ def teacher_forced_states_fn(mdnrnn: Any) -> Any:
 
 def _open_loop_batch_fn(mdnrnn: Any, horizon: int) -> Any:
     """Compiled: from states (h, c) [R, units] and real z_k [R, latent], run `horizon` steps on the model's own samples."""
-    from wm import rng
     from wm.worldmodels import mixture
     from wm.worldmodels.dream.batched import STREAM_COMPONENT, STREAM_NOISE
-    from wm.tfsetup import tensorflow
 
     tf = tensorflow()
     spec = [
@@ -225,8 +223,6 @@ class OpenLoop:
     """Open-loop prediction of one MDN-RNN over a set of episodes (see the module docstring)."""
 
     def __init__(self, mdnrnn: Any, episodes: Sequence[HeldOutEpisode], horizon: int, temperature: float, seed: int):
-        from wm.rng import key_from_seed, seed_sequence
-
         self.mdnrnn, self.episodes, self.horizon, self.temperature = mdnrnn, episodes, horizon, float(temperature)
         self.base_key = key_from_seed(seed_sequence(seed))[None]
         self._run = _open_loop_batch_fn(mdnrnn, horizon)
@@ -244,8 +240,6 @@ class OpenLoop:
 
     def gather(self, rows: Sequence[tuple[int, int]]) -> RowBatch:
         """The inputs and targets of rows (episode, k)."""
-        from wm.rng import numpy_fold_in
-
         horizon, n = self.horizon, len(rows)
         first = self.episodes[0]
         latent_dim, action_dim = first.z.shape[1], first.action.shape[1]
@@ -320,8 +314,6 @@ def open_loop(mdnrnn: Any, episodes: Sequence[HeldOutEpisode], horizon: int, tem
 
 def plot_fidelity(comparisons: Sequence[PolicyComparison], result: OpenLoopResult | None, path: Any, title: str) -> None:
     """Left: real against dream episode lengths per policy (box plots); right: open-loop error against horizon."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -14,9 +14,9 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from wm.rng import data_generator
-
 from wm.errors import UsageError
+from wm.rng import data_generator
+from wm.tfsetup import tensorflow
 
 
 def check_episode_count(num_episodes: int) -> None:
@@ -102,8 +102,6 @@ class FrameStream:
 
     def dataset(self, epoch: int, start: int = 0, prefetch: int = 4) -> Any:
         """The batches of `epoch` as a tf.data pipeline, read ahead in a background thread."""
-        from wm.tfsetup import tensorflow
-
         tf = tensorflow()
         spec = tf.TensorSpec((None, *self.obs.shape[1:]), tf.as_dtype(self.obs.dtype))
         return tf.data.Dataset.from_generator(lambda: self.numpy_batches(epoch, start), output_signature=spec).prefetch(prefetch)

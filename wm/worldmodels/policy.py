@@ -23,7 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from wm.actions import tf_controller_env_action, tf_controller_memory_input
 from wm.errors import UsageError
+from wm.io.artifact import open_artifact
+from wm.tfsetup import tensorflow
+from wm.worldmodels.controller import ControllerLayout, LinearActor, features
 
 _WORLD_CACHE: dict[tuple, Any] = {}
 _STEP_CACHE: dict[tuple, Any] = {}
@@ -37,7 +41,6 @@ def _file_key(path: str) -> tuple:
 def cached_world_model(vae: str | None = None, mdnrnn: str | None = None, controller: str | None = None) -> Any:
     """The world model of a controller artifact, or of a VAE + MDN-RNN pair, loaded once per process."""
     from wm.worldmodels.dream.world import load_world_model, world_model_of
-    from wm.io.artifact import open_artifact
 
     key = (_file_key(controller),) if controller else (_file_key(vae), _file_key(mdnrnn))
     if key not in _WORLD_CACHE:
@@ -53,8 +56,6 @@ class WorldModelAgent:
     """Acts in the real environment from frames: V -> C -> action, M updated with [z, a]."""
 
     def __init__(self, world: Any, layout: Any, actor: Callable[[Any], Any], *, z_mode: str = "sample", noise: float = 0.0):
-        from wm.tfsetup import tensorflow
-
         if z_mode not in ("sample", "mean"):
             raise UsageError(f"z_mode must be sample or mean; got {z_mode!r}.")
         if world.vae is None:
@@ -66,8 +67,6 @@ class WorldModelAgent:
         self.h = self.c = None
 
     def _compile(self, actor: Callable[[Any], Any]) -> Any:
-        from wm.actions import tf_controller_env_action, tf_controller_memory_input
-        from wm.worldmodels.controller import features
         from wm.worldmodels.vae import frames_to_input
 
         tf, world, layout = self.tf, self.world, self.layout
@@ -105,8 +104,6 @@ class WorldModelAgent:
 
 def make_agent(env_name: str, action_space: Any, **kwargs: Any) -> WorldModelAgent:
     """The agent a `PolicySpec("controller", kwargs)` describes (see the module docstring)."""
-    from wm.worldmodels.controller import ControllerLayout, LinearActor
-
     z_mode = kwargs.get("z_mode", "sample")
     noise = float(kwargs.get("noise", 0.0))
     if "controller" in kwargs:

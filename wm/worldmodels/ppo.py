@@ -26,8 +26,12 @@ from typing import Any
 import numpy as np
 
 from wm import rng
+from wm.actions import tf_controller_env_action, tf_controller_memory_input
 from wm.errors import Interrupted
+from wm.progress import Progress, log
 from wm.tfsetup import keras, tensorflow
+from wm.training import MetricsLog, apply_if_finite, check_finite, plot_learning_curve, start_or_resume
+from wm.worldmodels.controller import features
 
 PPO_DREAMS = 5  # seed purpose of PPO's dreams and minibatch orders (distinct from CMA-ES's, wm.worldmodels.cmaes)
 
@@ -128,10 +132,6 @@ def train_ppo(setting: Any, output: Any) -> tuple[list, np.ndarray, dict]:
     clipped surrogate, the value loss and the entropy bonus over those samples.
     """
     from wm.worldmodels.dream.batched import DreamVector
-    from wm.actions import tf_controller_env_action, tf_controller_memory_input
-    from wm.worldmodels.controller import features
-    from wm.progress import Progress, log
-    from wm.training import MetricsLog, apply_if_finite, check_finite, plot_learning_curve, start_or_resume
 
     config, layout, seed = setting.config, setting.layout, setting.seed
     keras.utils.set_random_seed(seed)

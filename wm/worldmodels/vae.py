@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from wm.tfsetup import keras, tensorflow
+from wm.training import apply_if_finite
 
 tf = tensorflow()
 keras = keras()
@@ -99,7 +100,6 @@ def make_train_step(model: ConvVAE, optimizer: Any, kl_tolerance: float, seed: i
     the draws of an uninterrupted one. Returns the `vae_loss` terms and `finite`.
     """
     from wm.worldmodels.losses import vae_loss
-    from wm.training import apply_if_finite
 
     signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8), tf.TensorSpec((), tf.int64)]
 

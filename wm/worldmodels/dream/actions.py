@@ -11,13 +11,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wm.actions import memory_inputs
+
 
 def policy_action_table(spec: Any, env_id: str, space: Any, run_seed: int, indices: Sequence[int], max_steps: int,
                         action_dim: int, discrete: bool) -> np.ndarray:
     """MDN-RNN action inputs [len(indices), max_steps, action_dim] of policy `spec` in episodes `indices` of run `run_seed`."""
-    from wm.actions import memory_inputs
-    from wm.episodes import episode_policy_rng
     from wm.envs.policies import make_policy
+    from wm.episodes import episode_policy_rng
 
     table = np.zeros((len(indices), max_steps, action_dim), np.float32)
     for row, index in enumerate(indices):

@@ -14,6 +14,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from wm.actions import controller_memory_input
+from wm.envs import default_max_steps
+from wm.envs.spaces import space_from_json
+from wm.errors import ConfigError
+from wm.tfsetup import tensorflow
+from wm.worldmodels.controller import controller_layout, features
+
 
 class DreamEnv(gym.Env):
     """A dream of the MDN-RNN `mdnrnn` (with the VAE `vae` for frames), stepped one action at a time."""
@@ -38,11 +45,6 @@ class DreamEnv(gym.Env):
         from wm.worldmodels.dream.batched import Dream
         from wm.worldmodels.dream.rules import dream_rules
         from wm.worldmodels.dream.world import load_world_model
-        from wm.envs import default_max_steps
-        from wm.envs.spaces import space_from_json
-        from wm.errors import ConfigError
-        from wm.worldmodels.controller import controller_layout
-        from wm.tfsetup import tensorflow
 
         tf = tensorflow()
         if world is None:
@@ -73,8 +75,6 @@ class DreamEnv(gym.Env):
         self._t = 0
 
     def _observation(self) -> np.ndarray:
-        from wm.worldmodels.controller import features
-
         if self.observation_kind == "pixels":
             return self.render()
         return features(self.layout, self._z[0], self._h[0], self._c[0]).astype(np.float32)
@@ -89,8 +89,6 @@ class DreamEnv(gym.Env):
         return self._observation(), {}
 
     def step(self, action: Any):
-        from wm.actions import controller_memory_input
-
         if self._z is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
         if not self.action_space.contains(action if self.layout.discrete else np.asarray(action, self.action_space.dtype)):

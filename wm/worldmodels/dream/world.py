@@ -7,6 +7,7 @@ rolled out and dreamed with on its own.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from wm.errors import ArtifactError
-from wm.io.artifact import create_dataset
+from wm.io.artifact import create_dataset, open_artifact
+from wm.io.models import read_model
 
 
 @dataclass
@@ -41,8 +43,6 @@ class WorldModel:
     @property
     def discrete_actions(self) -> bool:
         """Whether actions are discrete (the MDN-RNN reads them one-hot)."""
-        import json
-
         return json.loads(self.action_space_json).get("type") == "Discrete"
 
 
@@ -57,7 +57,6 @@ def check_pair(vae: Any, mdnrnn: Any) -> None:
 
 def _from_artifacts(vae_artifact: Any | None, mdnrnn_artifact: Any, source: Any, vae_group: str, mdnrnn_group: str,
                     vae_fingerprint: str, mdnrnn_fingerprint: str) -> WorldModel:
-    from wm.io.models import read_model
     from wm.worldmodels.mdnrnn import build_mdnrnn
     from wm.worldmodels.vae import build_vae
 
@@ -75,8 +74,6 @@ def _from_artifacts(vae_artifact: Any | None, mdnrnn_artifact: Any, source: Any,
 
 def load_world_model(vae_path: str | Path, mdnrnn_path: str | Path, *, with_vae: bool = True) -> WorldModel:
     """V and M from their artifacts, after checking that they belong together."""
-    from wm.io.artifact import open_artifact
-
     with open_artifact(vae_path, "vae") as vae, open_artifact(mdnrnn_path, "mdnrnn") as mdnrnn:
         return world_model_of_pair(vae, mdnrnn, with_vae=with_vae)
 
