@@ -29,7 +29,7 @@ import numpy as np
 
 import wm
 from wm.errors import ArtifactError, DiskFull, OutputExistsError, UsageError
-from wm.io.integrity import check_sealed, is_sealed, seal
+from wm.io.integrity import check_sealed, first_line, is_sealed, seal
 from wm.io.lock import check_unchanged
 from wm.io.schema import SCHEMAS, validate_artifact
 
@@ -409,7 +409,7 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
         file = open_h5(path)
     except OSError as exc:
         raise ArtifactError(
-            f"{path} could not be opened as HDF5 ({_first_line(exc)}); the file is truncated or corrupted, "
+            f"{path} could not be opened as HDF5 ({first_line(exc)}); the file is truncated or corrupted, "
             "so write it again with the stage that made it."
         ) from None
     try:
@@ -438,7 +438,7 @@ def open_artifact(path: str | Path, kind: str | Iterable[str] | None = None) -> 
     except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:  # unreadable blocks: truncated or damaged
         file.close()
         raise ArtifactError(
-            f"{path} could not be read ({_first_line(exc)}); the file is truncated or corrupted, "
+            f"{path} could not be read ({first_line(exc)}); the file is truncated or corrupted, "
             "so write it again with the stage that made it."
         ) from None
 
@@ -453,7 +453,3 @@ def _schema_version(file: h5py.File, path: Path) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
         raise ArtifactError(f"{path} has an invalid schema version {value!r} (a positive integer is needed); write it again.")
     return int(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -160,7 +160,7 @@ def _check_dataset(path: Path, name: str, dataset: h5py.Dataset, entry: dict[str
         try:
             found = _nonfinite(dataset)
         except (OSError, RuntimeError) as exc:  # a chunk whose checksum or compression fails
-            raise _damaged(path, f"the dataset '{name}' cannot be read ({_first_line(exc)})") from None
+            raise _damaged(path, f"the dataset '{name}' cannot be read ({first_line(exc)})") from None
         if found != entry["nonfinite"]:
             raise _damaged(path, f"the dataset '{name}' holds {found} NaN or infinite values where its stage wrote {entry['nonfinite']}")
 
@@ -177,9 +177,10 @@ def find_damage(f: h5py.File, path: Path) -> str | None:
                     pass
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
         what = "the root" if name == "/" else f"the {'dataset' if isinstance(item, h5py.Dataset) else 'group'} '{name}'"
-        return str(_damaged(path, f"{what} cannot be read ({_first_line(exc)})"))
+        return str(_damaged(path, f"{what} cannot be read ({first_line(exc)})"))
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (HDF5's run over several), or its type's name if it has none."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
