@@ -52,10 +52,21 @@ def test_second_run_on_a_live_output_is_refused_even_with_force(tmp_path: Path) 
         assert first.poll() is None, "the first run must keep going"
         assert partial.stat().st_ino == inode, "--force must not touch the live run's partial file"
         assert not (tmp_path / "r.h5").exists()
+        first.send_signal(signal.SIGUSR1)  # prints its stacks and goes on
+        time.sleep(1)
+        assert first.poll() is None
     finally:
         first.send_signal(signal.SIGINT)
-        first.wait(timeout=120)
-    assert first.returncode == 130  # interrupted by us, its finished episodes kept
+        try:
+            first.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            first.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            first.kill()
+            pytest.fail(f"the run did not stop within 120 s of SIGINT; its stderr ends with:\n{first.communicate()[1][-4000:]}")
+    stderr = first.stderr.read()
+    assert "most recent call first" in stderr  # the SIGUSR1 stack dump
+    assert first.returncode == 130, stderr  # interrupted by us, its finished episodes kept
     assert partial.exists()
     assert not (tmp_path / ".r.h5.lock").exists(), "the lock file is removed when the run ends"
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
 from typing import Any, Callable
 
 import click
 
-from wm import __version__
+from wm import __version__, interrupts
 from wm.config import coerce_value, field_default, field_types, resolve_config, unwrap_optional
 from wm.errors import WMError
 from wm.export.to_minari import export_minari
@@ -216,11 +215,7 @@ run_command.help = _recipes_help()
 _register_stages()
 
 
-def _terminate_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    """Console-script entry point; SIGTERM stops work the way Ctrl-C does (finished work is kept)."""
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    """Console-script entry point; SIGTERM stops work the way Ctrl-C does (finished work is kept), SIGUSR1 dumps the stacks."""
+    interrupts.install()
     cli(prog_name="wm")

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from wm import interrupts
+
 LOG_INTERVAL_SECONDS = 10.0
 
 
@@ -41,7 +43,11 @@ class Progress:
         return self.secondary / max(1e-9, time.monotonic() - self.started)
 
     def update(self, n: int = 1, *, secondary: int = 0, postfix: str = "") -> None:
-        """Count `n` more items (and `secondary` more frames); `postfix` is shown after the rate (a loss)."""
+        """Count `n` more items (and `secondary` more frames); `postfix` is shown after the rate (a loss).
+
+        Raises KeyboardInterrupt if Ctrl-C or SIGTERM came and was swallowed on the way (`wm.interrupts`).
+        """
+        interrupts.check()
         self.count += n
         self.secondary += secondary
         if self._bar is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from wm import interrupts
 from wm.checkpoint import Checkpoint
 from wm.config import config_to_json
 from wm.errors import ArtifactError, DiskFull, Interrupted, OutputExistsError, UsageError, WMError, WorkerError
@@ -166,6 +167,8 @@ def run_stage(
                         stage.compute(config, opened, seed, output)
                     except KeyboardInterrupt:
                         raise Interrupted(f"Interrupted: {out} was not written; run the same command again.") from None
+                    finally:
+                        interrupts.clear()
                 if stage.side_outputs is not None:
                     stage.side_outputs(config, opened, seed, output)
             return StageResult(out, output.fingerprint, status)
