@@ -38,24 +38,33 @@ def cartpole_rollouts(path: Path) -> Path:
     return path
 
 
-def speeds(preset: str, rollouts: Path, updates: int, acting_steps: int) -> dict[str, float]:
-    """Updates per second, acting steps per second, and the loop's steps per second for one preset."""
-    from wm.actions import dreamer_env_action
-    from wm.dreamer.online import stream_seed
-    from wm.dreamer.replay import WindowSampler
-    from wm.envs import make_env
-    from wm.io.artifact import open_artifact
-    from wm.stages.train_dreamer import TrainDreamerConfig, agent_shape_for, learning_for
-    from wm.tfsetup import keras, tensorflow
+def make_agent(preset: str, xla: bool = False, **overrides: object) -> tuple:
+    """(config, environment, agent) of a preset of `wm train-dreamer`, its weights seeded with 0."""
     from wm.dreamer.agent import Agent
+    from wm.envs import make_env
+    from wm.stages.train_dreamer import TrainDreamerConfig, agent_shape_for, learning_for
+    from wm.tfsetup import keras
 
-    tf, keras = tensorflow(), keras()
-    config = TrainDreamerConfig(**TrainDreamerConfig.PRESETS[preset])
+    config = TrainDreamerConfig(**{**TrainDreamerConfig.PRESETS[preset], **overrides})
     env = make_env(config.env)
     shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
-    keras.utils.set_random_seed(0)
-    agent = Agent(shape, learning_for(config))
+    keras().utils.set_random_seed(0)
+    return config, env, Agent(shape, learning_for(config), xla=xla)
+
+
+def update_rate(preset: str, rollouts: Path, updates: int, xla: bool = False, profile: bool = False, **overrides: object) -> dict:
+    """Updates per second of a preset's agent on windows of `rollouts` (after 3 warm-up updates); with `profile`,
+    also the seconds of each part of an update, each compiled and timed alone."""
+    from wm.dreamer.online import stream_seed
+    from wm.dreamer.replay import WindowSampler
+    from wm.io.artifact import open_artifact
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    config, env, agent = make_agent(preset, xla, **overrides)
+    shape = agent.shape
     low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
+    env.close()
     with open_artifact(rollouts, "rollouts") as artifact:
         sampler = WindowSampler(artifact.file, config.sequence_length, shape.action_kind, shape.action_dim, low, high)
         rng = np.random.default_rng(0)
@@ -69,23 +78,93 @@ def speeds(preset: str, rollouts: Path, updates: int, acting_steps: int) -> dict
         started = time.perf_counter()
         for k in range(updates):
             update(3 + k)
-        update_rate = updates / (time.perf_counter() - started)
+        result = {"updates": updates / (time.perf_counter() - started)}
+        if profile:
+            result["parts"] = profile_update(agent, sampler, config.batch_size, rng, max(3, updates // 2))
+    return result
 
+
+def profile_update(agent: object, sampler: object, batch_size: int, rng: np.random.Generator, repeats: int) -> dict[str, float]:
+    """Seconds per update spent in each part of it, each part compiled (tf.function) and timed alone."""
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+
+    def sample() -> dict:
+        return {key: tf.constant(value) for key, value in sampler.sample(batch_size, rng).items()}
+
+    batch = sample()
+    obs = batch["obs"]
+    b, length = obs.shape[0], obs.shape[1]
+    flat_obs = tf.reshape(obs, [b * length] + obs.shape[2:].as_list())
+    seed = tf.constant([0, 1])
+
+    def gradients(loss_of: object, variables: list) -> object:
+        with tf.GradientTape() as tape:
+            loss = loss_of()
+        return tape.gradient(loss, variables)
+
+    embed = tf.reshape(agent.encoder(flat_obs), [b, length, -1])
+    posterior, _ = agent.rssm.observe(embed, batch["previous_action"], batch["is_first"], seed)
+    feat = tf.reshape(agent.rssm.features(posterior), [b * length, -1])
+    start = {k: tf.reshape(v, [b * length] + v.shape[2:].as_list()) for k, v in posterior.items()}
+    states, actions = agent.imagine(start, seed)
+
+    def observe_loss() -> object:
+        post, prior = agent.rssm.observe(embed, batch["previous_action"], batch["is_first"], seed)
+        return tf.reduce_mean(agent.rssm.features(post)) + tf.reduce_mean(prior["deter"])
+
+    def behaviour() -> object:
+        with tf.GradientTape(persistent=True) as tape:
+            actor_loss, critic_loss, _ = agent.behaviour_losses(states, actions)
+        return tape.gradient(actor_loss, agent.actor.trainable_variables), tape.gradient(critic_loss, agent.critic.trainable_variables)
+
+    heads = agent.reward_head.trainable_variables + agent.discount_head.trainable_variables
+    parts = {
+        "input pipeline (sample windows, to tensors)": sample,
+        "encoder (forward + backward)": tf.function(lambda: gradients(lambda: tf.reduce_mean(agent.encoder(flat_obs)), agent.encoder.trainable_variables)),
+        "RSSM observe scan (forward + backward)": tf.function(lambda: gradients(observe_loss, agent.rssm.trainable_variables)),
+        "decoder and its loss (forward + backward)": tf.function(
+            lambda: gradients(lambda: -tf.reduce_mean(agent.decoder.log_likelihood(feat, flat_obs)), agent.decoder.trainable_variables)),
+        "reward and discount heads (forward + backward)": tf.function(
+            lambda: gradients(lambda: tf.reduce_mean(agent.scalar(agent.reward_head, feat)) + tf.reduce_mean(agent.discount_head(feat)), heads)),
+        f"imagination, {agent.learning.horizon} steps from every state (forward)": tf.function(lambda: agent.imagine(start, seed)),
+        "actor and critic losses (forward + backward)": tf.function(behaviour),
+    }
+    seconds = {}
+    for name, part in parts.items():
+        part()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            part()
+        seconds[name] = (time.perf_counter() - started) / repeats
+    return seconds
+
+
+def acting_rate(preset: str, steps: int) -> float:
+    """Environment steps per second while the preset's actor acts (its posterior update and sample, and the environment's step)."""
+    from wm.actions import dreamer_env_action
+    from wm.dreamer.online import stream_seed
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    config, env, agent = make_agent(preset)
+    shape = agent.shape
+    low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
     observation, _ = env.reset(seed=0)
     state, previous = agent.rssm.initial(1), tf.zeros([1, shape.action_dim])
     agent.act(tf.constant(observation[None]), state, previous, tf.constant([0, 0]), True)
     started = time.perf_counter()
-    for t in range(acting_steps):
+    for t in range(steps):
         action, state = agent.act(tf.constant(observation[None]), state, previous, tf.constant(stream_seed(0, 2, t)), True)
         previous = action
         observation, _, terminated, truncated, _ = env.step(dreamer_env_action(action.numpy()[0], shape.action_kind, low, high))
         if terminated or truncated:
             observation, _ = env.reset()
             state, previous = agent.rssm.initial(1), tf.zeros([1, shape.action_dim])
-    acting_rate = acting_steps / (time.perf_counter() - started)
+    rate = steps / (time.perf_counter() - started)
     env.close()
-    loop_rate = 1.0 / (1.0 / acting_rate + 1.0 / (config.train_every * update_rate))
-    return {"updates": update_rate, "acting": acting_rate, "loop": loop_rate, "train_every": config.train_every}
+    return rate
 
 
 def peak_rss_mib(rollouts: Path, out: Path, steps: int) -> float:
@@ -103,13 +182,33 @@ def main() -> None:
     args, small, large = parse_with_rollouts(parser)
     cartpole = cartpole_rollouts(args.data_dir / "cartpole-random.h5")
 
-    print("1. Training and acting speed (2 cores):")
-    for preset, rollouts in (("cartpole", cartpole), ("doom-takecover", small)):
-        measured = speeds(preset, rollouts, args.updates, args.acting_steps)
-        print(f"   {preset:15s} {measured['updates']:6.2f} updates/s; acting {measured['acting']:6.0f} env steps/s; "
-              f"whole loop at one update every {measured['train_every']} steps: {measured['loop']:6.1f} env steps/s")
+    presets = (("cartpole", cartpole), ("doom-takecover", small))
+    print("1. Where an update's time goes (the plain graph; each part compiled and timed alone):")
+    for preset, rollouts in presets:
+        measured = update_rate(preset, rollouts, args.updates, profile=True)
+        whole = 1.0 / measured["updates"]
+        print(f"   {preset}: {1000 * whole:.0f} ms per update")
+        for name, seconds in measured["parts"].items():
+            print(f"     {name:58s} {1000 * seconds:7.1f} ms  {100 * seconds / whole:5.1f}%")
+        rest = whole - sum(measured["parts"].values())
+        print(f"     {'the rest (optimizer steps, graph overhead)':58s} {1000 * rest:7.1f} ms  {100 * rest / whole:5.1f}%")
 
-    print("2. Peak resident memory of `wm train-dreamer --preset doom-takecover` (same updates):")
+    print("2. Updates per second, the old code path against the options (same run, same windows):")
+    for preset, rollouts in presets:
+        baseline = update_rate(preset, rollouts, args.updates)["updates"]
+        print(f"   {preset:15s} plain graph (--baseline) {baseline:6.2f} updates/s")
+        for label, xla in (("XLA (--xla)", True),):
+            rate = update_rate(preset, rollouts, args.updates, xla=xla)["updates"]
+            print(f"   {preset:15s} {label:24s} {rate:6.2f} updates/s   x{rate / baseline:.2f}")
+
+    print("3. Acting, and the whole loop at the preset's train ratio (plain graph):")
+    for preset, rollouts in presets:
+        config, _, _ = make_agent(preset)
+        updates, acting = update_rate(preset, rollouts, args.updates)["updates"], acting_rate(preset, args.acting_steps)
+        loop = 1.0 / (1.0 / acting + 1.0 / (config.train_every * updates))
+        print(f"   {preset:15s} acting {acting:6.0f} env steps/s; whole loop at one update every {config.train_every} steps: {loop:6.1f} env steps/s")
+
+    print("4. Peak resident memory of `wm train-dreamer --preset doom-takecover` (same updates):")
     print_memory_ratio(small, large, lambda path, size: peak_rss_mib(path, args.data_dir / f"dreamer-{size}.h5", args.memory_steps),
                        "replay steps")
 

@@ -110,6 +110,8 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
     kind = "controller" if inputs["controller"] is not None else "dreamer"
     agent = inputs[kind]
     env_id = agent.attr("env_id")
+    if kind == "dreamer":
+        log(f"Scoring {dreamer_agent_description(agent)}.")
     avoid = {int(s) for s in agent.file["training_env_seeds"][:]}
     run_seed, indices = evaluation_seeds(seed, config.episodes, avoid)
     returns, lengths, env_seeds, action_counts = _real_episodes(config, kind, str(agent.path), env_id, run_seed, indices)
@@ -129,6 +131,7 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
         dream_mean_return=float(dream_returns.mean()) if len(dream_returns) else nan,
         dream_std_return=float(dream_returns.std()) if len(dream_returns) else nan,
         dream_temperature=float(temperature) if temperature is not None else nan,
+        **({"dreamer_agent": str(agent.file.attrs.get("kept", "last"))} if kind == "dreamer" else {}),
     ) as f:
         create_dataset(f, "episode/return", data=returns)
         create_dataset(f, "episode/length", data=lengths)
@@ -142,6 +145,17 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
 
     print(evaluation_sentence(output.path), flush=True)
     log(f"Wrote {output.path}.")
+
+
+def dreamer_agent_description(artifact: Any) -> str:
+    """Which of a `dreamer` artifact's agents its readers load: the last one, or the one of its best evaluation."""
+    kept = artifact.file.attrs.get("kept", "last")  # artifacts from before --keep hold the last agent only
+    if kept == "best":
+        beside = "the last agent is stored beside it" if "other_agent" in artifact.file else "it is also the last agent"
+        return (f"the best evaluated agent of {artifact.path} (evaluation at {int(artifact.attr('kept_env_steps'))} environment steps: "
+                f"{artifact.attr('kept_return_mean'):.1f} +- {artifact.attr('kept_return_std'):.1f}; {beside})")
+    return (f"the last agent of {artifact.path} (final evaluation {artifact.attr('final_return_mean'):.1f} +- "
+            f"{artifact.attr('final_return_std'):.1f} after {int(artifact.attr('env_steps'))} environment steps)")
 
 
 def _real_episodes(config: EvaluateConfig, kind: str, path: str, env_id: str, run_seed: int, indices: list[int]) -> tuple:

@@ -35,11 +35,40 @@ STAGE_NAME = "train-dreamer"
 STAGE_VERSION = 1
 
 # The networks' sizes (AgentShape fields) and the learning rules (Learning fields) a config carries.
-SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layers", "cnn_depth")
+SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layers", "cnn_depth", "symlog", "twohot_bins", "norm",
+                "activation", "unimix")
 LEARNING_FIELDS = (
     "model_lr", "actor_lr", "critic_lr", "grad_clip", "kl_alpha", "kl_free", "kl_scale", "discount_scale",
-    "gamma", "lambda_", "horizon", "rho", "eta", "target_every",
+    "gamma", "lambda_", "horizon", "rho", "eta", "target_every", "kl_mode", "kl_dyn_scale", "kl_rep_scale",
+    "return_norm", "return_low", "return_high", "return_rate", "slow_critic_rate", "slow_critic_reg",
 )
+
+# DreamerV3's robustness pieces (Hafner et al. 2023; values of danijar/dreamerv3's configs), all on: the `-v3` presets.
+# The task presets' sizes, learning rates and budgets stay, so that v2 and v3 differ only in these.
+V3 = {
+    "symlog": True, "twohot_bins": 255, "return_norm": "percentile", "return_low": 5.0, "return_high": 95.0, "return_rate": 0.01,
+    "unimix": 0.01, "kl_mode": "free-bits", "kl_free": 1.0, "kl_dyn_scale": 0.5, "kl_rep_scale": 0.1, "slow_critic_rate": 0.02,
+    "slow_critic_reg": 1.0, "norm": "layer", "activation": "silu", "eta": 3e-4, "gamma": 0.997,
+}
+
+
+_TINY = {
+    "steps": 300, "prefill_steps": 100, "train_every": 10, "batch_size": 4, "sequence_length": 10,
+    "deter": 16, "stoch": 4, "classes": 4, "hidden": 16, "units": 16, "layers": 1, "cnn_depth": 4,
+    "horizon": 5, "eval_every": 150, "eval_episodes": 2, "target_every": 5,
+}
+_CARTPOLE = {
+    "env": "CartPole-v1", "steps": 50_000, "prefill_steps": 1000, "train_every": 5, "deter": 128, "hidden": 128,
+    "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
+    "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 1.0, "eta": 1e-3, "eval_every": 2500,
+}
+_PENDULUM = {
+    "env": "Pendulum-v1", "steps": 30_000, "prefill_steps": 1000, "train_every": 5, "deter": 128, "hidden": 128,
+    "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
+    "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 0.0, "eta": 1e-4, "eval_every": 2000,
+}
+_DOOM = {"env": "doom-takecover", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 16,
+         "steps": 30_000, "prefill_steps": 5000, "train_every": 10, "eval_every": 5000}
 
 
 @dataclass(frozen=True)
@@ -74,7 +103,21 @@ class TrainDreamerConfig(StageConfig):
     horizon: int = option(15, "Imagination horizon H (DreamerV2: 15).")
     rho: float = option(1.0, "Actor gradient mix: 1 REINFORCE, 0 dynamics backpropagation (DreamerV2: 1 Atari, 0 DMC).")
     eta: float = option(1e-3, "Entropy bonus of the actor (DreamerV2: 1e-3 Atari, 1e-4 DMC).")
-    target_every: int = option(100, "Updates between hard copies of the critic into the target critic (DreamerV2: 100).")
+    target_every: int = option(100, "Updates between hard copies of the critic into the target critic (DreamerV2: 100; unused with --slow-critic-rate).")
+    symlog: bool = option(False, "Vector observations enter the encoder, and are predicted by the decoder, as symlog(x) = sign(x) ln(1 + |x|) (DreamerV3). Images are not changed.", fingerprint="unless-default")
+    twohot_bins: int = option(0, "0: the reward head and critic predict a Gaussian mean (MSE, DreamerV2). N >= 2: a categorical over N bins at symexp of N even steps in [-20, 20], trained on two-hot targets, output layers starting at zero (DreamerV3: 255).", fingerprint="unless-default")
+    return_norm: str = option("none", "Actor advantages (and returns) divided by max(1, P_high - P_low), EMAs of the imagined returns' percentiles (DreamerV3: percentile).", choices=("none", "percentile"), fingerprint="unless-default")
+    return_low: float = option(5.0, "Low percentile of --return-norm percentile (DreamerV3: 5).", fingerprint="unless-default")
+    return_high: float = option(95.0, "High percentile of --return-norm percentile (DreamerV3: 95).", fingerprint="unless-default")
+    return_rate: float = option(0.01, "EMA rate of --return-norm percentile's statistics (DreamerV3: 0.01).", fingerprint="unless-default")
+    unimix: float = option(0.0, "Share of the uniform distribution mixed into the categorical latents and the discrete actor (DreamerV3: 0.01).", fingerprint="unless-default")
+    kl_mode: str = option("balance", "balance: kl_scale (kl_alpha max(free, mean KL(sg q || p)) + (1 - kl_alpha) max(free, mean KL(q || sg p))) (DreamerV2); free-bits: kl_dyn_scale mean max(free, KL(sg q || p)) + kl_rep_scale mean max(free, KL(q || sg p)), floored per step (DreamerV3).", choices=("balance", "free-bits"), fingerprint="unless-default")
+    kl_dyn_scale: float = option(0.5, "--kl-mode free-bits: weight of the KL that trains the prior (DreamerV3: 0.5).", fingerprint="unless-default")
+    kl_rep_scale: float = option(0.1, "--kl-mode free-bits: weight of the KL that trains the posterior (DreamerV3: 0.1).", fingerprint="unless-default")
+    slow_critic_rate: float = option(0.0, "0: the target critic is a hard copy every target_every updates and gives the returns' bootstrap (DreamerV2). > 0: a slow critic, an EMA of the critic at this rate per update, whose predictions regularise the critic (DreamerV3: 0.02).", fingerprint="unless-default")
+    slow_critic_reg: float = option(1.0, "Weight of the slow critic's regulariser (DreamerV3: 1).", fingerprint="unless-default")
+    norm: str = option("none", "Normalisation before each hidden activation of the MLPs, CNNs and RSSM (DreamerV3: LayerNorm; newer versions RMSNorm).", choices=("none", "layer", "rms"), fingerprint="unless-default")
+    activation: str = option("elu", "Hidden activation (DreamerV2: ELU; DreamerV3: SiLU).", choices=("elu", "silu"), fingerprint="unless-default")
     planner: str = option("actor", "What acts in the environment: the actor, or PlaNet's cross-entropy planning over the world model (the actor-critic still learns).", choices=("actor", "cem"))
     cem_horizon: int = option(12, "CEM planning horizon (PlaNet: 12).")
     cem_iterations: int = option(10, "CEM refits per step (PlaNet: 10).")
@@ -83,30 +126,24 @@ class TrainDreamerConfig(StageConfig):
     cem_noise: float = option(0.3, "Exploration while planning: Gaussian noise std on bounded actions (PlaNet: 0.3), or the probability of a uniform random discrete action.")
     eval_every: int = option(5000, "Environment steps between evaluations.")
     eval_episodes: int = option(10, "Episodes per evaluation (the actor's most likely actions, fresh seeds).")
+    xla: bool = option(False, "Compile each whole update with XLA (faster on a CPU; float results differ in the last bits from the plain graph).", fingerprint="unless-default")
+    keep: str = option("last", "Which agent the artifact gives its readers (wm evaluate, wm dream): the last one, or the one of the best evaluation (ties: the later). The other is stored beside it.", choices=("last", "best"), fingerprint="unless-default")
     compression: str = compression_option("the replay's datasets")
     checkpoint_seconds: float = option(120.0, "Checkpoint at the first episode end after this many seconds.", fingerprint=False)
 
     PRESETS = {
         # Tests: a few hundred steps, networks of a few thousand weights.
-        "tiny": {
-            "steps": 300, "prefill_steps": 100, "train_every": 10, "batch_size": 4, "sequence_length": 10,
-            "deter": 16, "stoch": 4, "classes": 4, "hidden": 16, "units": 16, "layers": 1, "cnn_depth": 4,
-            "horizon": 5, "eval_every": 150, "eval_episodes": 2, "target_every": 5,
-        },
+        "tiny": _TINY,
         # Vector tasks: DreamerV2's DMC column with small networks (a 2-core CPU).
-        "cartpole": {
-            "env": "CartPole-v1", "steps": 50_000, "prefill_steps": 1000, "train_every": 5, "deter": 128, "hidden": 128,
-            "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
-            "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 1.0, "eta": 1e-3, "eval_every": 2500,
-        },
-        "pendulum": {
-            "env": "Pendulum-v1", "steps": 30_000, "prefill_steps": 1000, "train_every": 5, "deter": 128, "hidden": 128,
-            "stoch": 16, "classes": 16, "units": 128, "layers": 2, "model_lr": 3e-4, "actor_lr": 8e-5, "critic_lr": 8e-5,
-            "gamma": 0.99, "kl_free": 1.0, "kl_scale": 1.0, "rho": 0.0, "eta": 1e-4, "eval_every": 2000,
-        },
+        "cartpole": _CARTPOLE,
+        "pendulum": _PENDULUM,
         # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update); about an hour alone here.
-        "doom-takecover": {"env": "doom-takecover", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 16,
-                           "steps": 30_000, "prefill_steps": 5000, "train_every": 10, "eval_every": 5000},
+        "doom-takecover": _DOOM,
+        # The same with DreamerV3's robustness pieces (V3) on.
+        "tiny-v3": {**_TINY, **V3},
+        "cartpole-v3": {**_CARTPOLE, **V3},
+        "pendulum-v3": {**_PENDULUM, **V3},
+        "doom-takecover-v3": {**_DOOM, **V3},
         "carracing": {"env": "carracing", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 32, "steps": 100_000, "prefill_steps": 5000, "train_every": 5, "rho": 0.0, "eta": 1e-4, "gamma": 0.99},
         "paper": {},
     }
@@ -126,6 +163,28 @@ class TrainDreamerConfig(StageConfig):
                 raise ConfigError(f"'{name}' must lie in [0, 1]; got {getattr(self, name)}.")
         if not 0 < self.gamma <= 1:
             raise ConfigError(f"'gamma' must lie in (0, 1]; got {self.gamma}.")
+        self._validate_v3()
+
+    def _validate_v3(self) -> None:
+        """DreamerV3's options: values in range, and none that contradicts another."""
+        if self.twohot_bins == 1 or self.twohot_bins < 0:
+            raise ConfigError(f"'twohot_bins' must be 0 (off) or at least 2; got {self.twohot_bins}.")
+        if not 0 <= self.unimix < 1:
+            raise ConfigError(f"'unimix' must lie in [0, 1); got {self.unimix}.")
+        if self.unimix > 0 and self.latent == "gaussian":
+            raise ConfigError("'unimix' mixes the categorical latents; with --latent gaussian there are none: set unimix to 0.")
+        if not 0 <= self.return_low < self.return_high <= 100:
+            raise ConfigError(f"The return percentiles must satisfy 0 <= return_low < return_high <= 100; got {self.return_low} and {self.return_high}.")
+        if not 0 < self.return_rate <= 1:
+            raise ConfigError(f"'return_rate' must lie in (0, 1]; got {self.return_rate}.")
+        if not 0 <= self.slow_critic_rate <= 1:
+            raise ConfigError(f"'slow_critic_rate' must lie in [0, 1]; got {self.slow_critic_rate}.")
+        for name in ("kl_dyn_scale", "kl_rep_scale", "slow_critic_reg"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"'{name}' must be 0 or more; got {getattr(self, name)}.")
+        if self.kl_mode == "balance" and (self.kl_dyn_scale, self.kl_rep_scale) != (0.5, 0.1):
+            raise ConfigError("'kl_dyn_scale' and 'kl_rep_scale' weigh the KL of --kl-mode free-bits; with --kl-mode balance "
+                              "the weights are kl_scale and kl_alpha.")
 
 
 def default_out(config: TrainDreamerConfig) -> str:
@@ -155,6 +214,7 @@ def agent_shape_for(config: TrainDreamerConfig, observation_space: Any, action_s
         raise ConfigError(f"{env} has the action space {action_space}, which the actor cannot take: "
                           "it needs Discrete or a bounded one-dimensional Box.")
     sizes = {name: getattr(config, name) for name in SHAPE_FIELDS}
+    sizes["symlog"] = config.symlog and not image  # images enter as x / 255 - 0.5 either way
     return AgentShape(image=image, observation_dim=observation_dim, action_dim=action_dim, action_kind=action_kind, **sizes)
 
 

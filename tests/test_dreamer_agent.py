@@ -8,7 +8,7 @@ from wm.tfsetup import keras, tensorflow
 tf = tensorflow()
 keras = keras()
 
-from wm.dreamer.agent import Agent, AgentShape  # noqa: E402
+from wm.dreamer.agent import BEFORE_V3_SHAPE, Agent, AgentShape  # noqa: E402
 
 TINY = dict(deter=16, stoch=4, classes=4, hidden=16, units=16, layers=1, cnn_depth=4)
 
@@ -35,13 +35,16 @@ def _batch(image, action_kind, b=2, length=6, action_dim=2, seed=0):
     return {k: tf.constant(v) for k, v in batch.items()}
 
 
-def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4):
+def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4, v3=False):
     from wm.config import resolve_config
-    from wm.stages.train_dreamer import TrainDreamerConfig, learning_for
+    from wm.stages.train_dreamer import V3, TrainDreamerConfig, learning_for
 
     keras.utils.set_random_seed(seed)
-    shape = AgentShape(image=image, observation_dim=0 if image else 3, action_dim=2, action_kind=action_kind, latent=latent, **TINY)
-    return Agent(shape, learning_for(resolve_config(TrainDreamerConfig, explicit={"horizon": 5, "target_every": 2, "model_lr": model_lr})))
+    pieces = {key: V3[key] for key in BEFORE_V3_SHAPE} if v3 else BEFORE_V3_SHAPE
+    shape = AgentShape(image=image, observation_dim=0 if image else 3, action_dim=2, action_kind=action_kind, latent=latent, **TINY,
+                       **{**pieces, "symlog": v3 and not image})
+    explicit = {"horizon": 5, "target_every": 2, "model_lr": model_lr, **(V3 if v3 else {})}
+    return Agent(shape, learning_for(resolve_config(TrainDreamerConfig, explicit=explicit)))
 
 
 @pytest.mark.parametrize("image,action_kind,latent", [(False, "categorical", "categorical"), (False, "bounded", "gaussian"), (True, "categorical", "categorical")])
@@ -78,3 +81,34 @@ def test_same_seed_same_first_updates():
     for a, b in zip(*runs):
         for name in a:
             np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+# ---- DreamerV3's pieces in the agent ----
+
+
+@pytest.mark.parametrize("image,action_kind", [(False, "categorical"), (False, "bounded"), (True, "categorical")])
+def test_v3_updates_run_stay_finite_and_move_the_slow_critic_by_its_rate(image, action_kind):
+    agent = _agent(image, action_kind, v3=True)
+    batch = _batch(image, action_kind)
+    feat = tf.zeros([3, agent.rssm.feature_size])
+    # Two-hot heads start at zero weights: they predict exactly 0.
+    assert agent.scalar(agent.reward_head, feat).numpy().tolist() == [0.0] * 3
+    assert agent.scalar(agent.critic, feat).numpy().tolist() == [0.0] * 3
+    for step in range(2):
+        slow_before = [v.numpy().copy() for v in agent.target_critic.variables]
+        metrics = agent.train_step(batch, tf.constant([0, step]))
+        critic_after = [v.numpy() for v in agent.critic.variables]
+        for slow, old, new in zip(agent.target_critic.variables, slow_before, critic_after):
+            np.testing.assert_allclose(slow.numpy(), 0.98 * old + 0.02 * new, rtol=1e-5, atol=1e-7)
+    assert all(np.isfinite(v.numpy()) for v in metrics.values())
+    low, high = (v.numpy() for v in agent.return_range)
+    assert low <= high and (low, high) != (0.0, 0.0), "the return percentiles' EMAs moved"
+    assert metrics["imagine/return_scale"].numpy() == pytest.approx(max(1.0, high - low))
+
+
+def test_dreamerv2_agents_keep_their_weights_list():
+    """The v3 variables (return range, norm layers) are not among a DreamerV2 agent's weights, so its checkpoints and artifacts load as before."""
+    names = [v.path for v in _agent(False, "categorical").weights]
+    assert not any("norm" in name or "return" in name for name in names)
+    v3_names = [v.path for v in _agent(False, "categorical", v3=True).weights]
+    assert any("norm" in name for name in v3_names) and len(v3_names) > len(names)

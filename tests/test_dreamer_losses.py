@@ -146,3 +146,140 @@ def test_action_distributions():
     values = bounded.sample(seed=tf.constant([0, 1])).numpy()
     assert values.shape == (5, 2) and np.all(np.abs(values) <= 1.0)
     assert bounded.log_prob(tf.constant(values)).shape == (5,)
+
+
+# ---- DreamerV3's robustness pieces ----
+
+
+def test_symlog_and_symexp_are_inverse_and_match_their_formulas():
+    x = np.array([-1e6, -20.0, -1.0, -1e-3, 0.0, 1e-3, 0.5, 1.0, 3.0, 1e6])
+    np.testing.assert_allclose(distributions.symlog(tf.constant(x)).numpy(), np.sign(x) * np.log(1 + np.abs(x)), rtol=1e-12)
+    np.testing.assert_allclose(distributions.symexp(distributions.symlog(tf.constant(x))).numpy(), x, rtol=1e-9)
+    np.testing.assert_allclose(distributions.symlog(distributions.symexp(tf.constant(x[2:-2]))).numpy(), x[2:-2], rtol=1e-9, atol=1e-15)
+
+
+def test_twohot_bins_are_symmetric_symexp_spaced_with_a_zero_bin():
+    bins = distributions.twohot_bins(255).numpy()
+    assert bins.shape == (255,) and bins[127] == 0.0 and np.all(np.diff(bins) > 0)
+    np.testing.assert_allclose(bins, -bins[::-1])
+    assert bins[-1] == pytest.approx(np.expm1(20.0), rel=1e-6)
+    np.testing.assert_allclose(np.log1p(np.abs(bins)) * np.sign(bins), np.linspace(-20, 20, 255), atol=2e-6)
+
+
+@pytest.mark.parametrize("count", [255, 2, 6])
+def test_twohot_encoding_puts_weight_on_the_two_neighbouring_bins_and_keeps_the_value(count):
+    bins = distributions.twohot_bins(count)
+    b = bins.numpy().astype(np.float64)
+    values = np.array([0.0, 0.3, -2.7, 17.0, 1234.5, -0.01, b[0], b[-1], 1e12, -1e12], np.float32)
+    encoded = distributions.twohot_encode(tf.constant(values), bins).numpy()
+    assert encoded.shape == (len(values), count)
+    np.testing.assert_allclose(encoded.sum(-1), 1.0, rtol=1e-6)
+    assert np.all((encoded > 0).sum(-1) <= 2)
+    for value, row in zip(values, encoded):
+        expected = np.zeros(count)
+        clipped = float(np.clip(value, b[0], b[-1]))
+        k = min(max(np.searchsorted(b, clipped, side="right"), 1), count - 1)  # the bin above
+        w = (clipped - b[k - 1]) / (b[k] - b[k - 1])
+        expected[k - 1], expected[k] = 1 - w, w
+        np.testing.assert_allclose(row, expected, atol=2e-5)
+        # The expectation is the value, up to float32 weights times the bins' spacing.
+        assert (row * b).sum() == pytest.approx(clipped, rel=1e-4, abs=1e-4 + 2e-6 * (b[k] - b[k - 1]))
+
+
+def test_twohot_mean_is_the_expectation_and_exactly_zero_for_uniform_probabilities():
+    bins = distributions.twohot_bins(255)
+    assert distributions.twohot_mean(tf.zeros([3, 255]), bins).numpy().tolist() == [0.0, 0.0, 0.0]
+    logits = np.random.default_rng(0).normal(size=(4, 255)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = (probs.astype(np.float64) * bins.numpy()).sum(-1)
+    np.testing.assert_allclose(distributions.twohot_mean(tf.constant(logits), bins).numpy(), expected, rtol=1e-4)
+    # Logits that are the log of a two-hot encoding give back the encoded value.
+    target = tf.constant([5.0, -40.0, 0.25])
+    encoded = distributions.twohot_encode(target, bins)
+    np.testing.assert_allclose(distributions.twohot_mean(tf.math.log(encoded + 1e-30), bins).numpy(), target.numpy(), rtol=1e-4)
+
+
+def test_twohot_loss_is_the_cross_entropy_with_the_encoding():
+    bins = distributions.twohot_bins(7)
+    logits = tf.Variable(np.random.default_rng(1).normal(size=(3, 7)).astype(np.float32))
+    target = tf.constant([0.5, -3.0, 100.0])
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    expected = -(distributions.twohot_encode(target, bins).numpy() * log_probs).sum(-1)
+    with tf.GradientTape() as tape:
+        loss = distributions.twohot_loss(logits, target, bins)
+        total = tf.reduce_sum(loss)
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
+    # Its gradient is softmax - twohot: zero once the head predicts the encoding.
+    np.testing.assert_allclose(tape.gradient(total, logits).numpy(),
+                               np.exp(log_probs) - distributions.twohot_encode(target, bins).numpy(), atol=1e-6)
+
+
+def test_unimix_mixes_one_percent_of_the_uniform_distribution():
+    logits = np.array([[10.0, 0.0, -10.0, -30.0]])
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    mixed = np.exp(distributions.unimix_logits(tf.constant(logits), 0.01).numpy())
+    np.testing.assert_allclose(mixed, 0.99 * probs + 0.01 / 4, rtol=1e-9)
+    assert mixed.min() >= 0.0025 - 1e-12
+    assert distributions.unimix_logits(tf.constant(logits), 0.0).numpy().tolist() == logits.tolist()
+    actor = distributions.action_distribution("categorical", tf.constant(logits), unimix=0.01)
+    np.testing.assert_allclose(np.exp(actor.log_prob(tf.constant([[0.0, 0.0, 0.0, 1.0]], tf.float64)).numpy()), 0.99 * probs[0, 3] + 0.0025, rtol=1e-9)
+
+
+def test_free_bits_floor_each_steps_kl_and_scale_the_two_directions():
+    rng = np.random.default_rng(3)
+    q, p = tf.Variable(rng.normal(size=(6, 4, 5))), tf.Variable(rng.normal(size=(6, 4, 5)))
+    free = float(np.median(distributions.categorical_kl(q, p).numpy()))  # half the steps under the floor
+    with tf.GradientTape(persistent=True) as tape:
+        got = losses.kl_free_bits(q, p, "categorical", 0.5, 0.1, free_nats=free)
+        per_step = distributions.categorical_kl(q, p)  # [6]
+        above_floor = tf.reduce_mean(per_step * tf.cast(per_step > free, tf.float64))
+    kl = per_step.numpy()
+    assert got["loss"].numpy() == pytest.approx(0.6 * np.maximum(kl, free).mean(), rel=1e-12)
+    assert got["kl"].numpy() == pytest.approx(kl.mean(), rel=1e-12)
+    # Gradients: steps under the floor give none; the prior gets 0.5, the posterior 0.1 of the plain KL's.
+    full_q, full_p = tape.gradient(above_floor, q).numpy(), tape.gradient(above_floor, p).numpy()
+    np.testing.assert_allclose(tape.gradient(got["loss"], q).numpy(), 0.1 * full_q, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(tape.gradient(got["loss"], p).numpy(), 0.5 * full_p, rtol=1e-9, atol=1e-15)
+
+
+def test_percentile_matches_numpy():
+    x = np.random.default_rng(4).normal(size=(15, 37)) * 10
+    for q in (0.0, 5.0, 50.0, 95.0, 100.0, 33.3):
+        assert losses.percentile(tf.constant(x), q).numpy() == pytest.approx(np.percentile(x, q), rel=1e-12)
+
+
+def test_return_normalisation_on_a_known_sequence():
+    # Returns 0, 1, ..., 100: P5 = 5 and P95 = 95; from (0, 0) with rate 0.5: low 2.5, high 47.5.
+    returns = tf.constant(np.arange(101, dtype=np.float64).reshape(101, 1))
+    low, high = losses.update_return_range(tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64), returns, 0.5, 5.0, 95.0)
+    assert (low.numpy(), high.numpy()) == (pytest.approx(2.5), pytest.approx(47.5))
+    assert losses.return_scale(low, high).numpy() == pytest.approx(45.0)
+    # Ten more updates at rate 0.01 from there: an EMA towards (5, 95), by hand.
+    lo, hi = 2.5, 47.5
+    for _ in range(10):
+        low, high = losses.update_return_range(low, high, returns, 0.01, 5.0, 95.0)
+        lo, hi = 0.99 * lo + 0.01 * 5, 0.99 * hi + 0.01 * 95
+    assert (low.numpy(), high.numpy()) == (pytest.approx(lo), pytest.approx(hi))
+    # A spread under 1 is not blown up: the scale is floored at 1.
+    assert losses.return_scale(tf.constant(0.2), tf.constant(0.5)).numpy() == 1.0
+
+
+def test_actor_loss_with_a_return_scale_divides_the_advantage_and_the_returns():
+    log_prob, entropy = tf.constant([[-0.5]]), tf.constant([[0.7]])
+    returns, baseline, weights = tf.constant([[3.0]]), tf.constant([[2.5]]), tf.constant([[1.0]])
+    scaled = losses.actor_loss(log_prob, entropy, returns, baseline, weights, rho=0.25, eta=0.1, scale=tf.constant(4.0))
+    # 0.25 * -0.5 * 0.5 / 4 + 0.75 * 3 / 4 + 0.1 * 0.7
+    assert scaled["loss"].numpy() == pytest.approx(-(0.25 * -0.5 * 0.5 / 4 + 0.75 * 3 / 4 + 0.07))
+
+
+def test_critic_losses_with_a_slow_critic_regulariser():
+    value, returns, slow = tf.constant([[1.0], [2.0]]), tf.constant([[3.0], [4.0]]), tf.constant([[0.0], [2.5]])
+    weights = tf.constant([[1.0], [0.5]])
+    got = losses.critic_loss(value, returns, weights, slow_value=slow, slow_reg=2.0).numpy()
+    expected = np.mean([1.0 * (0.5 * 4 + 2.0 * 0.5 * 1), 0.5 * (0.5 * 4 + 2.0 * 0.5 * 0.25)])
+    assert got == pytest.approx(expected)
+    bins = distributions.twohot_bins(9)
+    logits = tf.constant(np.random.default_rng(5).normal(size=(2, 1, 9)).astype(np.float32))
+    ce = lambda target: distributions.twohot_loss(logits, target, bins).numpy()  # noqa: E731
+    twohot = losses.twohot_critic_loss(logits, returns, weights, bins, slow_value=slow, slow_reg=2.0).numpy()
+    assert twohot == pytest.approx(np.mean(weights.numpy() * (ce(returns) + 2.0 * ce(slow))), rel=1e-6)

@@ -9,16 +9,17 @@ import pytest
 from tests.conftest import error_line, fails_cleanly, read_all, run_wm, sigkill_when
 
 
-def _train(tmp_path, name, *extra, env="CartPole-v1"):
+def _train(tmp_path, name, *extra, env="CartPole-v1", preset="tiny"):
     out = tmp_path / name
-    result = run_wm("train-dreamer", "--env", env, "--preset", "tiny", "--out", str(out), *extra)
+    result = run_wm("train-dreamer", "--env", env, "--preset", preset, "--out", str(out), *extra)
     assert result.returncode == 0, result.stderr
     return out
 
 
-@pytest.mark.parametrize("env", ["CartPole-v1", "fake-pixels", "Pendulum-v1"])
-def test_tiny_run_writes_the_agent_the_replay_and_the_curves(tmp_path, env):
-    out = _train(tmp_path, "dreamer.h5", env=env)
+# DreamerV2 on discrete actions; DreamerV3's pieces (tiny-v3) on pixels and on bounded actions.
+@pytest.mark.parametrize("env,preset", [("CartPole-v1", "tiny"), ("fake-pixels", "tiny-v3"), ("Pendulum-v1", "tiny-v3")])
+def test_tiny_run_writes_the_agent_the_replay_and_the_curves(tmp_path, env, preset):
+    out = _train(tmp_path, "dreamer.h5", env=env, preset=preset)
     with h5py.File(out, "r") as f:
         assert f.attrs["wm_kind"] == "dreamer" and f.attrs["env_id"] == env
         assert f.attrs["env_steps"] >= 300 and f.attrs["updates"] > 0
@@ -26,6 +27,10 @@ def test_tiny_run_writes_the_agent_the_replay_and_the_curves(tmp_path, env):
         assert f["history/eval_env_steps"][-1] == f.attrs["env_steps"]
         shape = json.loads(f.attrs["agent_shape_json"])
         assert shape["image"] == (env == "fake-pixels")
+        v3 = preset == "tiny-v3"
+        assert (shape["twohot_bins"], shape["norm"], shape["symlog"]) == ((255, "layer", env != "fake-pixels") if v3 else (0, "none", False))
+        assert json.loads(f.attrs["learning_json"])["kl_mode"] == ("free-bits" if v3 else "balance")
+        assert f.attrs["kept"] == "last" and f.attrs["kept_evaluation"] == 1
     replay = tmp_path / "dreamer.replay.h5"
     with h5py.File(replay, "r") as f:
         assert f.attrs["wm_kind"] == "replay" and "partial_committed_episodes" not in f.attrs
@@ -48,7 +53,9 @@ def test_same_seed_same_agent(tmp_path):
 
 
 def test_sigkilled_run_resumes_to_the_same_agent(tmp_path):
-    fresh = read_all(_train(tmp_path / "fresh", "dreamer.h5", "--checkpoint-seconds", "0"))
+    """DreamerV3's pieces on, and --keep best: the return statistics, the slow critic and the best agent are resumed too."""
+    settings = ["--checkpoint-seconds", "0", "--keep", "best", "--eval-every", "100"]
+    fresh = read_all(_train(tmp_path / "fresh", "dreamer.h5", *settings, preset="tiny-v3"))
     out = tmp_path / "killed" / "dreamer.h5"
     checkpoint = tmp_path / "killed" / "dreamer.ckpt" / "checkpoint.h5"
 
@@ -59,7 +66,7 @@ def test_sigkilled_run_resumes_to_the_same_agent(tmp_path):
         except (OSError, KeyError):
             return False
 
-    args = ["train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--checkpoint-seconds", "0", "--out", str(out)]
+    args = ["train-dreamer", "--env", "CartPole-v1", "--preset", "tiny-v3", *settings, "--out", str(out)]
     sigkill_when(args, far_enough)
     assert not out.exists()
     result = run_wm(*args)
@@ -104,7 +111,12 @@ def test_a_diverging_loss_stops_and_names_the_loss(tmp_path):
 
 
 def test_evaluate_scores_the_actor_and_the_planner_with_fresh_seeds(tmp_path):
-    out = _train(tmp_path, "dreamer.h5")
+    out = _train(tmp_path, "dreamer.h5", "--keep", "best")
+    with h5py.File(out, "r") as f:
+        best = int(f.attrs["best_evaluation"])
+        assert f.attrs["kept"] == "best" and f.attrs["kept_return_mean"] == max(f["history/eval_return_mean"][:])
+        assert f.attrs["kept_return_mean"] == f["history/eval_return_mean"][best]
+        assert ("other_agent" in f) == (best != len(f["history/eval_return_mean"]) - 1)
     for planner, extra in (("actor", []), ("cem", ["--cem-candidates", "40", "--cem-top", "4", "--cem-iterations", "2", "--cem-horizon", "3"])):
         evaluation = tmp_path / f"eval-{planner}.h5"
         result = run_wm("evaluate", "--dreamer", str(out), "--planner", planner, "--episodes", "3", "--backend", "serial",
@@ -115,6 +127,29 @@ def test_evaluate_scores_the_actor_and_the_planner_with_fresh_seeds(tmp_path):
             assert len(f["episode/return"]) == 3
             assert not set(f["episode/seed"][:].tolist()) & set(agent["training_env_seeds"][:].tolist())
         assert "3 real episodes" in result.stdout
+        assert "Scoring the best evaluated agent of" in result.stderr
+
+
+def test_contradictory_or_out_of_range_v3_options_are_refused(tmp_path):
+    from wm.config import resolve_config
+    from wm.errors import ConfigError
+    from wm.stages.train_dreamer import TrainDreamerConfig
+
+    message = fails_cleanly(tmp_path, "train-dreamer", "--preset", "tiny-v3", "--twohot-bins", "1")
+    assert message == "Error: 'twohot_bins' must be 0 (off) or at least 2; got 1."
+    for settings, words in (
+        ({"return_low": 95.0, "return_high": 5.0}, "0 <= return_low < return_high <= 100"),
+        ({"return_high": 101.0}, "0 <= return_low < return_high <= 100"),
+        ({"unimix": 1.0}, "'unimix' must lie in [0, 1)"),
+        ({"unimix": 0.01, "latent": "gaussian"}, "with --latent gaussian there are none"),
+        ({"kl_dyn_scale": 0.3}, "with --kl-mode balance"),
+        ({"return_rate": 0.0}, "'return_rate' must lie in (0, 1]"),
+        ({"slow_critic_rate": 1.5}, "'slow_critic_rate' must lie in [0, 1]"),
+    ):
+        with pytest.raises(ConfigError, match=None) as error:
+            resolve_config(TrainDreamerConfig, explicit=settings)
+        assert words in str(error.value), (settings, str(error.value))
+    assert "'norm'" in fails_cleanly(tmp_path, "train-dreamer", "--preset", "tiny", "--set", "norm=batch")
 
 
 def test_evaluate_needs_exactly_one_of_controller_and_dreamer(tmp_path):

@@ -13,6 +13,10 @@ A training batch holds sequence windows from the replay, batch-major [B, L, ..]:
 The reward and discount heads are trained on the state after each transition, s_{t+1}: its posterior
 where x_{t+1} is in the window, otherwise its prior (the observation after an episode's last action
 is not stored, as in rollouts). Imagination starts from every posterior state of the batch.
+
+DreamerV3's robustness pieces are options of the same agent (docs/architecture.md, "Dreamer"):
+`AgentShape.symlog`, `twohot_bins`, `norm`, `activation`, `unimix`; `Learning.kl_mode`,
+`return_norm`, `slow_critic_rate`. Each off gives DreamerV2's computation exactly.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import json
 from typing import Any
 
 from wm.dreamer import losses
-from wm.dreamer.distributions import action_distribution
-from wm.dreamer.networks import Decoder, Encoder, mlp
+from wm.dreamer.distributions import action_distribution, twohot_bins, twohot_loss, twohot_mean
+from wm.dreamer.networks import Body, Decoder, Encoder, mlp
 from wm.dreamer.rssm import RSSM
 from wm.io.models import load_variables
 from wm.tfsetup import keras, tensorflow
@@ -51,6 +55,11 @@ class AgentShape:
     units: int
     layers: int
     cnn_depth: int
+    symlog: bool  # DreamerV3: vector observations enter, and are predicted, as symlog(x)
+    twohot_bins: int  # DreamerV3: reward head and critic as two-hot over this many symexp bins (0: a Gaussian mean, MSE)
+    norm: str  # "none", "layer" or "rms" before each hidden activation
+    activation: str  # "elu" (DreamerV2) or "silu" (DreamerV3)
+    unimix: float  # uniform mix in the categorical latents and the discrete actor (DreamerV3: 0.01)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,29 +80,52 @@ class Learning:
     rho: float
     eta: float
     target_every: int
+    kl_mode: str  # "balance" (DreamerV2) or "free-bits" (DreamerV3, with kl_dyn_scale and kl_rep_scale)
+    kl_dyn_scale: float
+    kl_rep_scale: float
+    return_norm: str  # "none" or "percentile" (DreamerV3)
+    return_low: float
+    return_high: float
+    return_rate: float
+    slow_critic_rate: float  # 0: hard target copies every target_every updates; > 0: an EMA critic that regularises (DreamerV3)
+    slow_critic_reg: float
+
+
+# Fields added with the DreamerV3 options, and the values under which agents written before them were trained.
+BEFORE_V3_SHAPE = {"symlog": False, "twohot_bins": 0, "norm": "none", "activation": "elu", "unimix": 0.0}
+BEFORE_V3_LEARNING = {"kl_mode": "balance", "kl_dyn_scale": 0.5, "kl_rep_scale": 0.1, "return_norm": "none", "return_low": 5.0,
+                      "return_high": 95.0, "return_rate": 0.01, "slow_critic_rate": 0.0, "slow_critic_reg": 1.0}
 
 
 class Agent(keras.Model):
     """World model (encoder, RSSM, decoder, reward and discount heads) and actor, critic, target critic."""
 
-    def __init__(self, shape: AgentShape, learning: Learning, **kwargs: Any):
+    def __init__(self, shape: AgentShape, learning: Learning, xla: bool = False, **kwargs: Any):
+        """`xla` compiles the whole update with XLA (`train_step`); acting is compiled as usual."""
         super().__init__(**kwargs)
         self.shape, self.learning = shape, learning
         s = shape
-        self.encoder = Encoder(s.image, s.cnn_depth, s.units, s.layers, name="encoder")
-        self.rssm = RSSM(s.latent, s.deter, s.stoch, s.classes, s.hidden, name="rssm")
-        self.decoder = Decoder(s.image, s.cnn_depth, s.units, s.layers, s.observation_dim, name="decoder")
-        self.reward_head = mlp(s.units, s.layers, 1, "reward")
-        self.discount_head = mlp(s.units, s.layers, 1, "discount")
+        body = Body(s.norm, s.activation)
+        self.encoder = Encoder(s.image, s.cnn_depth, s.units, s.layers, body, s.symlog, name="encoder")
+        self.rssm = RSSM(s.latent, s.deter, s.stoch, s.classes, s.hidden, body, s.unimix, name="rssm")
+        self.decoder = Decoder(s.image, s.cnn_depth, s.units, s.layers, s.observation_dim, body, s.symlog, name="decoder")
+        # Two-hot heads start at zero weights (DreamerV3): their first predictions are exactly 0.
+        self.bins = twohot_bins(s.twohot_bins) if s.twohot_bins else None
+        scalar = dict(output=s.twohot_bins or 1, body=body, zero_output=bool(s.twohot_bins))
+        self.reward_head = mlp(s.units, s.layers, name="reward", **scalar)
+        self.discount_head = mlp(s.units, s.layers, 1, "discount", body)
         actor_outputs = s.action_dim if s.action_kind == "categorical" else 2 * s.action_dim
-        self.actor = mlp(s.units, s.layers, actor_outputs, "actor")
-        self.critic = mlp(s.units, s.layers, 1, "critic")
-        self.target_critic = mlp(s.units, s.layers, 1, "target_critic")
+        self.actor = mlp(s.units, s.layers, actor_outputs, "actor", body)
+        self.critic = mlp(s.units, s.layers, name="critic", **scalar)
+        self.target_critic = mlp(s.units, s.layers, name="target_critic", **scalar)
         optimizer = lambda lr: keras.optimizers.Adam(lr, epsilon=1e-5, global_clipnorm=learning.grad_clip)  # noqa: E731
         self.model_optimizer = optimizer(learning.model_lr)
         self.actor_optimizer = optimizer(learning.actor_lr)
         self.critic_optimizer = optimizer(learning.critic_lr)
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        # DreamerV3's return normalisation: EMAs of the imagined returns' low and high percentiles.
+        self.return_range = [tf.Variable(0.0, trainable=False, name=name) for name in ("return_low", "return_high")]
+        self.train_step = tf.function(self._update, jit_compile=xla)
         self._build_all()
 
     def _build_all(self) -> None:
@@ -121,9 +153,24 @@ class Agent(keras.Model):
         for target, source in zip(self.target_critic.variables, self.critic.variables):
             target.assign(source)
 
+    def update_slow_critic(self, rate: float) -> None:
+        """The slow critic moves `rate` of the way to the critic: slow <- (1 - rate) slow + rate critic (DreamerV3: 0.02)."""
+        for target, source in zip(self.target_critic.variables, self.critic.variables):
+            target.assign((1.0 - rate) * target + rate * source)
+
+    def scalar(self, head: Any, feat: Any) -> Any:
+        """A scalar head's prediction [..] (reward or value): the two-hot expectation, or the plain output."""
+        if self.bins is not None:
+            return twohot_mean(head(feat), self.bins)
+        return tf.squeeze(head(feat), -1)
+
+    def action_distribution(self, feat: Any) -> Any:
+        """The actor's distribution over actions at states `feat`."""
+        return action_distribution(self.shape.action_kind, self.actor(feat), self.shape.unimix)
+
     def policy(self, feat: Any, seed: Any) -> Any:
         """An action sampled from the actor [batch, A] (straight-through or reparameterised)."""
-        return action_distribution(self.shape.action_kind, self.actor(feat)).sample(seed=seed)
+        return self.action_distribution(feat).sample(seed=seed)
 
     def world_model_loss(self, batch: dict[str, Any], seed: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The world-model loss (DreamerV2 eq. 2): -ln p(x | s) - ln p(r | s') - ln p(gamma | s') + KL balancing.
@@ -146,13 +193,22 @@ class Agent(keras.Model):
         after = tf.reshape(after, [b, length, -1])
         shifted = tf.concat([feat[:, 1:], feat[:, -1:]], axis=1)
         next_feat = tf.where(batch["has_next"][..., None], shifted, after)
-        reward_pred = tf.squeeze(self.reward_head(next_feat), -1)
-        reward_nll = tf.reduce_mean(0.5 * tf.square(reward_pred - batch["reward"]))
+        if self.bins is not None:
+            reward_nll = tf.reduce_mean(twohot_loss(self.reward_head(next_feat), batch["reward"], self.bins))
+        else:
+            reward_pred = tf.squeeze(self.reward_head(next_feat), -1)
+            reward_nll = tf.reduce_mean(0.5 * tf.square(reward_pred - batch["reward"]))
         continues = 1.0 - tf.cast(batch["terminated"], tf.float32)
         discount_logit = tf.squeeze(self.discount_head(next_feat), -1)
         discount_nll = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=continues, logits=discount_logit))
-        kl = losses.kl_balance(self.rssm.distribution(posterior), self.rssm.distribution(prior), self.shape.latent, learning.kl_alpha, learning.kl_free)
-        loss = -image_ll + reward_nll + learning.discount_scale * discount_nll + learning.kl_scale * kl["loss"]
+        q, p = self.rssm.distribution(posterior), self.rssm.distribution(prior)
+        if learning.kl_mode == "free-bits":
+            kl = losses.kl_free_bits(q, p, self.shape.latent, learning.kl_dyn_scale, learning.kl_rep_scale, learning.kl_free)
+            kl_loss = kl["loss"]
+        else:
+            kl = losses.kl_balance(q, p, self.shape.latent, learning.kl_alpha, learning.kl_free)
+            kl_loss = learning.kl_scale * kl["loss"]
+        loss = -image_ll + reward_nll + learning.discount_scale * discount_nll + kl_loss
         metrics = {
             "model/loss": loss, "model/image_nll": -image_ll, "model/reward_nll": reward_nll,
             "model/discount_nll": discount_nll, "model/kl": kl["kl"],
@@ -167,26 +223,47 @@ class Agent(keras.Model):
         """(actor loss, critic loss, metrics) of an imagined trajectory (states [H + 1, N, ..], actions [H, N, A])."""
         learning = self.learning
         feat = self.rssm.features(states)  # [H + 1, N, F]
-        reward = tf.squeeze(self.reward_head(feat[1:]), -1)  # [H, N]
+        reward = self.scalar(self.reward_head, feat[1:])  # [H, N]
         discount = learning.gamma * tf.sigmoid(tf.squeeze(self.discount_head(feat[1:]), -1))
-        target_value = tf.squeeze(self.target_critic(feat), -1)  # [H + 1, N]
-        returns = losses.lambda_returns(reward, target_value, discount, learning.lambda_)
+        slow = learning.slow_critic_rate > 0
+        # DreamerV2 bootstraps from the target critic; DreamerV3 from the critic itself, its slow copy only regularising it.
+        # Without dynamics backpropagation no gradient reaches feat, so the critic's one pass serves its loss too.
+        critic_out = self.critic(feat) if slow and learning.rho == 1.0 else None
+        if critic_out is not None:
+            bootstrap = twohot_mean(critic_out, self.bins) if self.bins is not None else tf.squeeze(critic_out, -1)
+        else:
+            bootstrap = self.scalar(self.critic if slow else self.target_critic, feat)  # [H + 1, N]
+        returns = losses.lambda_returns(reward, bootstrap, discount, learning.lambda_)
         weights = losses.trajectory_weights(discount)
-        policy = action_distribution(self.shape.action_kind, self.actor(tf.stop_gradient(feat[:-1])))
+        scale = None
+        if learning.return_norm == "percentile":
+            low, high = losses.update_return_range(*self.return_range, returns, learning.return_rate, learning.return_low, learning.return_high)
+            self.return_range[0].assign(low)
+            self.return_range[1].assign(high)
+            scale = losses.return_scale(low, high)
+        policy = self.action_distribution(tf.stop_gradient(feat[:-1]))
         log_prob = policy.log_prob(tf.stop_gradient(actions))
-        actor = losses.actor_loss(log_prob, policy.entropy(), returns, target_value[:-1], weights, learning.rho, learning.eta)
-        value = tf.squeeze(self.critic(tf.stop_gradient(feat[:-1])), -1)
-        critic = losses.critic_loss(value, returns, weights)
+        actor = losses.actor_loss(log_prob, policy.entropy(), returns, bootstrap[:-1], weights, learning.rho, learning.eta, scale)
+        critic_in = tf.stop_gradient(feat[:-1])
+        slow_value = tf.stop_gradient(self.scalar(self.target_critic, critic_in)) if slow else None
+        out = critic_out[:-1] if critic_out is not None else self.critic(critic_in)
+        if self.bins is not None:
+            value = twohot_mean(out, self.bins)
+            critic = losses.twohot_critic_loss(out, returns, weights, self.bins, slow_value, learning.slow_critic_reg)
+        else:
+            value = tf.squeeze(out, -1)
+            critic = losses.critic_loss(value, returns, weights, slow_value, learning.slow_critic_reg)
         metrics = {
             "actor/loss": actor["loss"], "actor/entropy": actor["entropy"], "actor/advantage": actor["advantage"],
             "critic/loss": critic, "critic/value": tf.reduce_mean(value), "imagine/reward": tf.reduce_mean(reward),
             "imagine/return": tf.reduce_mean(returns),
         }
+        if scale is not None:
+            metrics["imagine/return_scale"] = scale
         return actor["loss"], critic, metrics
 
-    @tf.function
-    def train_step(self, batch: dict[str, Any], seed: Any) -> dict[str, Any]:
-        """One update of the world model, then of the actor and the critic in its imagination."""
+    def _update(self, batch: dict[str, Any], seed: Any) -> dict[str, Any]:
+        """One update of the world model, then of the actor and the critic in its imagination (compiled as `train_step`)."""
         model_seed, imagine_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         with tf.GradientTape() as tape:
             model_loss, metrics, posterior = self.world_model_loss(batch, model_seed)
@@ -208,7 +285,9 @@ class Agent(keras.Model):
         self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, critic_variables), critic_variables))
         del tape
         self.updates.assign_add(1)
-        if self.updates % self.learning.target_every == 0:
+        if self.learning.slow_critic_rate > 0:
+            self.update_slow_critic(self.learning.slow_critic_rate)
+        elif self.updates % self.learning.target_every == 0:
             self.copy_target()
         metrics.update(behaviour)
         return metrics
@@ -222,7 +301,7 @@ class Agent(keras.Model):
         """
         posterior_seed, action_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         posterior, _ = self.rssm.obs_step(state, previous_action, self.encoder(observation), posterior_seed)
-        policy = action_distribution(self.shape.action_kind, self.actor(self.rssm.features(posterior)))
+        policy = self.action_distribution(self.rssm.features(posterior))
         action = policy.sample(seed=action_seed) if explore else policy.mode()
         return action, posterior
 
@@ -238,7 +317,7 @@ class Agent(keras.Model):
         def step(states: dict[str, Any], actions: Any, step_seed: Any) -> tuple[dict[str, Any], Any, Any]:
             following = self.rssm.img_step(states, actions, step_seed)
             feat = self.rssm.features(following)
-            reward = tf.squeeze(self.reward_head(feat), -1)
+            reward = self.scalar(self.reward_head, feat)
             return following, reward, tf.sigmoid(tf.squeeze(self.discount_head(feat), -1))
 
         action = cem_plan(step, posterior, self.shape.action_kind, self.shape.action_dim, horizon, iterations, candidates, top, plan_seed)
@@ -247,8 +326,8 @@ class Agent(keras.Model):
 
 def agent_from_artifact(artifact: Any) -> Agent:
     """The trained agent of an open `dreamer` artifact."""
-    shape = AgentShape(**json.loads(artifact.attr("agent_shape_json")))
-    learning = Learning(**json.loads(artifact.attr("learning_json")))
+    shape = AgentShape(**{**BEFORE_V3_SHAPE, **json.loads(artifact.attr("agent_shape_json"))})
+    learning = Learning(**{**BEFORE_V3_LEARNING, **json.loads(artifact.attr("learning_json"))})
     agent = Agent(shape, learning)
     load_variables(artifact.file["agent"], list(agent.weights), f"{artifact.path}")
     return agent

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wm.dreamer.distributions import categorical_kl, gaussian_kl
+from wm.dreamer.distributions import categorical_kl, gaussian_kl, twohot_encode
 from wm.tfsetup import tensorflow
 
 tf = tensorflow()
@@ -62,26 +62,92 @@ def kl_balance(posterior: Any, prior: Any, latent: str, alpha: float, free_nats:
     return {"loss": loss, "kl": tf.stop_gradient(posterior_term)}
 
 
-def critic_loss(value: Any, returns: Any, weights: Any) -> Any:
+def kl_free_bits(posterior: Any, prior: Any, latent: str, dyn_scale: float, rep_scale: float, free_nats: float) -> dict[str, Any]:
+    """DreamerV3's KL loss (its eq. 5): dyn_scale max(free, KL(sg(q) || p)) + rep_scale max(free, KL(q || sg(p))).
+
+    As `kl_balance`, but the free-nats floor ("free bits") applies to each step's KL [..] before the
+    mean, not to the batch mean: steps whose KL is already below it give no gradient, the others do.
+    DreamerV3: dyn_scale 0.5, rep_scale 0.1, free 1 nat. Returns `loss` and the plain KL(q || p) `kl`.
+    """
+
+    def kl(q: Any, p: Any) -> Any:
+        if latent == "categorical":
+            return categorical_kl(q, p)
+        return gaussian_kl(q[0], q[1], p[0], p[1])
+
+    stop = lambda params: tf.nest.map_structure(tf.stop_gradient, params)  # noqa: E731
+    dynamics = kl(stop(posterior), prior)
+    representation = kl(posterior, stop(prior))
+    loss = dyn_scale * tf.reduce_mean(tf.maximum(dynamics, free_nats)) + rep_scale * tf.reduce_mean(tf.maximum(representation, free_nats))
+    return {"loss": loss, "kl": tf.stop_gradient(tf.reduce_mean(representation))}
+
+
+def percentile(x: Any, q: float) -> Any:
+    """The q-th percentile (0..100) of all of x's values, linearly interpolated between order statistics (numpy's default)."""
+    values = tf.sort(tf.reshape(x, [-1]))
+    position = (q / 100.0) * tf.cast(tf.size(values) - 1, values.dtype)
+    low = tf.cast(tf.floor(position), tf.int32)
+    high = tf.minimum(low + 1, tf.size(values) - 1)
+    fraction = position - tf.floor(position)
+    return tf.gather(values, low) * (1.0 - fraction) + tf.gather(values, high) * fraction
+
+
+def update_return_range(low: Any, high: Any, returns: Any, rate: float, low_percentile: float, high_percentile: float) -> tuple[Any, Any]:
+    """DreamerV3's return normalisation statistics: EMAs (rate `rate`) of the returns' low and high percentiles.
+
+    low' = (1 - rate) low + rate P_low(returns), the same for high. The advantage is then divided by
+    `return_scale(low', high')` (DreamerV3: percentiles 5 and 95, rate 0.01).
+    """
+    new_low = (1.0 - rate) * low + rate * percentile(tf.stop_gradient(returns), low_percentile)
+    new_high = (1.0 - rate) * high + rate * percentile(tf.stop_gradient(returns), high_percentile)
+    return new_low, new_high
+
+
+def return_scale(low: Any, high: Any, limit: float = 1.0) -> Any:
+    """max(limit, high - low): returns spread over less than `limit` are not scaled up (DreamerV3: limit 1)."""
+    return tf.maximum(limit, high - low)
+
+
+def critic_loss(value: Any, returns: Any, weights: Any, slow_value: Any = None, slow_reg: float = 0.0) -> Any:
     """The critic's regression on the stop-gradient lambda-returns (DreamerV2 eq. 5), discount-weighted.
 
     value [H, batch] is v(s_t) for t = 0 .. H - 1 from the trained critic; returns V [H, batch];
-    weights w [H, batch]. Loss = mean over t, batch of w_t * (v_t - sg(V_t))^2 / 2.
+    weights w [H, batch]. Loss = mean over t, batch of w_t * (v_t - sg(V_t))^2 / 2. With a slow
+    critic's values `slow_value` [H, batch], w_t * slow_reg * (v_t - sg(slow_t))^2 / 2 is added.
     """
-    return tf.reduce_mean(tf.stop_gradient(weights) * 0.5 * tf.square(value - tf.stop_gradient(returns)))
+    per_step = 0.5 * tf.square(value - tf.stop_gradient(returns))
+    if slow_value is not None:
+        per_step += slow_reg * 0.5 * tf.square(value - tf.stop_gradient(slow_value))
+    return tf.reduce_mean(tf.stop_gradient(weights) * per_step)
+
+
+def twohot_critic_loss(logits: Any, returns: Any, weights: Any, bins: Any, slow_value: Any = None, slow_reg: float = 0.0) -> Any:
+    """The two-hot critic's loss (DreamerV3): mean of w_t (CE(logits_t, twohot(sg V_t)) + slow_reg CE(logits_t, twohot(sg slow_t))).
+
+    logits [H, batch, K] over `bins` [K]; returns, weights and slow_value [H, batch] as in `critic_loss`.
+    """
+    target = twohot_encode(tf.stop_gradient(returns), bins)
+    if slow_value is not None:  # one cross-entropy against the sum of the two targets: the same loss, one log-softmax
+        target += slow_reg * twohot_encode(tf.stop_gradient(slow_value), bins)
+    per_step = -tf.reduce_sum(tf.stop_gradient(target) * tf.nn.log_softmax(logits, axis=-1), axis=-1)
+    return tf.reduce_mean(tf.stop_gradient(weights) * per_step)
 
 
 def actor_loss(
-    log_prob: Any, entropy: Any, returns: Any, baseline: Any, weights: Any, rho: float, eta: float
+    log_prob: Any, entropy: Any, returns: Any, baseline: Any, weights: Any, rho: float, eta: float, scale: Any = None
 ) -> dict[str, Any]:
     """The actor's objective (DreamerV2 eq. 6), discount-weighted and negated into a loss.
 
     log_prob [H, batch] is log pi(a_t | s_t) of the imagined actions, entropy [H, batch] of pi(. | s_t),
     returns V [H, batch] (with gradients through the dynamics when rho < 1), baseline v(s_t) [H, batch]
     from the target critic. Per step: rho * log_prob * sg(V_t - v_t) (REINFORCE) + (1 - rho) * V_t
-    (dynamics backpropagation) + eta * entropy; loss = -mean(w_t * that).
+    (dynamics backpropagation) + eta * entropy; loss = -mean(w_t * that). With `scale` (DreamerV3's
+    return normalisation, `return_scale`) the advantage and the returns are divided by sg(scale).
     """
     advantage = tf.stop_gradient(returns - baseline)
+    if scale is not None:
+        scale = tf.stop_gradient(scale)
+        advantage, returns = advantage / scale, returns / scale
     objective = rho * log_prob * advantage + (1.0 - rho) * returns + eta * entropy
     loss = -tf.reduce_mean(tf.stop_gradient(weights) * objective)
     return {"loss": loss, "entropy": tf.reduce_mean(entropy), "advantage": tf.reduce_mean(advantage)}

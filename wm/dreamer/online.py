@@ -63,6 +63,7 @@ class LoopState:
     metric_sums: dict = dataclasses.field(default_factory=dict)
     metric_count: int = 0
     seconds: float = 0.0  # wall time of the run, summed over resumed parts
+    best_evaluation: int = -1  # index in eval_history of the best evaluation so far, whose agent `best_weights` holds
 
 
 @dataclass
@@ -109,7 +110,9 @@ class OnlineRun:
         self.high = getattr(space, "high", None)
 
         keras.utils.set_random_seed(seed)
-        self.agent = Agent(shape, learning)
+        self.agent = Agent(shape, learning, xla=config.xla)
+        # The agent of the best evaluation so far (--keep best), beside the training one.
+        self.best_weights = [self.tf.Variable(weight, trainable=False) for weight in self.agent.weights]
         self.state = LoopState()
         resumed = self._load_checkpoint()
         self.checkpoint_folder.mkdir(parents=True, exist_ok=True)
@@ -138,6 +141,8 @@ class OnlineRun:
             "model_optimizer": list(agent.model_optimizer.variables),
             "actor_optimizer": list(agent.actor_optimizer.variables),
             "critic_optimizer": list(agent.critic_optimizer.variables),
+            "return_range": list(agent.return_range),
+            "best_agent": self.best_weights,
         }
 
     def _load_checkpoint(self) -> bool:
@@ -259,6 +264,11 @@ class OnlineRun:
             "length_mean": float(np.mean(lengths)), "seconds": self.elapsed(),
         }
         self.state.eval_history.append(row)
+        best = self.state.best_evaluation
+        if best < 0 or row["return_mean"] >= self.state.eval_history[best]["return_mean"]:  # ties: the later, more trained agent
+            for kept, weight in zip(self.best_weights, self.agent.weights):
+                kept.assign(weight)
+            self.state.best_evaluation = index
         self.state.evaluations += 1
         self.metrics.write({"eval/return_mean": row["return_mean"], "eval/return_std": row["return_std"]}, self.state.env_steps)
         return row
@@ -393,13 +403,23 @@ class OnlineRun:
         commit(self.replay_path, replay_out, self.replay_written)
         state = self.state
         final = state.eval_history[-1]
+        last = len(state.eval_history) - 1
+        kept_index = state.best_evaluation if self.config.keep == "best" else last
+        kept = state.eval_history[kept_index]
+        last_weights, best_weights = list(self.agent.weights), self.best_weights
         with self.output.artifact(
             **self.attributes, agent_shape_json=json.dumps(dataclasses.asdict(self.shape)),
             learning_json=json.dumps(dataclasses.asdict(self.agent.learning)), env_steps=state.env_steps,
             updates=int(self.agent.updates.numpy()), train_seconds=state.seconds, final_return_mean=final["return_mean"],
-            final_return_std=final["return_std"], replay_path=replay_out.name,
+            final_return_std=final["return_std"], replay_path=replay_out.name, kept=self.config.keep, kept_evaluation=kept_index,
+            kept_env_steps=kept["env_steps"], kept_return_mean=kept["return_mean"], kept_return_std=kept["return_std"],
+            best_evaluation=state.best_evaluation,
         ) as f:
-            save_variables(f.create_group("agent"), self.agent.weights)
+            # `agent` is the one every reader loads; the other is kept beside it unless the last evaluation was the best.
+            kept_weights, other = (best_weights, last_weights) if self.config.keep == "best" else (last_weights, best_weights)
+            save_variables(f.create_group("agent"), kept_weights)
+            if state.best_evaluation != last:
+                save_variables(f.create_group("other_agent"), other)
             create_dataset(f, "training_env_seeds", data=np.asarray(sorted(set(met)), np.uint32))
             for key in ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds"):
                 create_dataset(f, f"history/eval_{key}", data=np.array([row[key] for row in state.eval_history], dtype=np.float64))
@@ -409,6 +429,8 @@ class OnlineRun:
             create_dataset(f, "history/episode_length", data=episodes[:, 2])
             f.attrs["history_json"] = json.dumps(state.eval_history)
         shutil.rmtree(self.checkpoint_folder, ignore_errors=True)
+        best = state.eval_history[state.best_evaluation]
         log(f"Wrote {self.out}: {state.env_steps} environment steps, {int(self.agent.updates.numpy())} updates in "
-            f"{state.seconds / 60:.1f} min; final evaluation {final['return_mean']:.1f} +- {final['return_std']:.1f}; "
+            f"{state.seconds / 60:.1f} min; final evaluation {final['return_mean']:.1f} +- {final['return_std']:.1f}, best "
+            f"{best['return_mean']:.1f} +- {best['return_std']:.1f} at {best['env_steps']} steps; it holds the {self.config.keep} agent; "
             f"replay in {replay_out}, curves in {self.log_folder / 'learning.png'}.")

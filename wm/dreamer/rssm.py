@@ -4,6 +4,9 @@
     z_t     the stochastic state [batch, stoch]: S one-hot categoricals of C classes, flattened
             (DreamerV2, S = C = 32), or a diagonal Gaussian of `stoch` dimensions (Dreamer)
     a_t     an action [batch, A] (one-hot for discrete action spaces)
+
+With DreamerV3's `unimix`, a state's categorical logits are those of the mixture
+(1 - unimix) softmax + unimix / C, so samples, KLs and the state all use the mixed probabilities.
     e_t     an observation's embedding [batch, E]
 
     recurrent model        h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}])
@@ -19,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wm.dreamer.distributions import straight_through_sample
+from wm.dreamer.distributions import straight_through_sample, unimix_logits
+from wm.dreamer.networks import PLAIN, Body, mlp
 from wm.tfsetup import keras, tensorflow
 
 tf = tensorflow()
@@ -31,17 +35,26 @@ MIN_STD = 0.1  # Dreamer's floor on the Gaussian latent's standard deviation
 class RSSM(keras.layers.Layer):
     """Recurrent model, transition predictor and representation model of one world model."""
 
-    def __init__(self, latent: str, deter: int, stoch: int, classes: int, hidden: int, **kwargs: Any):
+    def __init__(self, latent: str, deter: int, stoch: int, classes: int, hidden: int, body: Body = PLAIN, unimix: float = 0.0,
+                 **kwargs: Any):
+        """`body`: the hidden layers' normalisation and activation; `unimix`: DreamerV3's uniform mix in the categoricals."""
         super().__init__(**kwargs)
         if latent not in ("categorical", "gaussian"):
             raise ValueError(f"unknown latent {latent!r}; known: categorical, gaussian")
         self.latent, self.deter, self.stoch, self.classes, self.hidden = latent, deter, stoch, classes, hidden
+        self.unimix = unimix
         params = stoch * classes if latent == "categorical" else 2 * stoch
-        self.input_layer = keras.layers.Dense(hidden, activation="elu", name="img_in")
+
+        def hidden_layer(name: str) -> Any:
+            if body.norm == "none":
+                return keras.layers.Dense(hidden, activation=body.activation, name=name)
+            return mlp(hidden, 1, None, name, body)
+
+        self.input_layer = hidden_layer("img_in")
         self.cell = keras.layers.GRUCell(deter, name="gru")
-        self.prior_hidden = keras.layers.Dense(hidden, activation="elu", name="img_out")
+        self.prior_hidden = hidden_layer("img_out")
         self.prior_params = keras.layers.Dense(params, name="img_dist")
-        self.posterior_hidden = keras.layers.Dense(hidden, activation="elu", name="obs_out")
+        self.posterior_hidden = hidden_layer("obs_out")
         self.posterior_params = keras.layers.Dense(params, name="obs_dist")
 
     @property
@@ -73,7 +86,7 @@ class RSSM(keras.layers.Layer):
 
     def _stochastic(self, raw: Any, seed: Any) -> dict[str, Any]:
         if self.latent == "categorical":
-            logits = tf.reshape(raw, [tf.shape(raw)[0], self.stoch, self.classes])
+            logits = unimix_logits(tf.reshape(raw, [tf.shape(raw)[0], self.stoch, self.classes]), self.unimix)
             sample = straight_through_sample(logits, seed)
             return {"stoch": tf.reshape(sample, [tf.shape(raw)[0], self.stoch_size]), "logits": logits}
         mean, raw_std = tf.split(raw, 2, axis=-1)
