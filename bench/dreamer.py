@@ -1,19 +1,18 @@
-"""Dreamer on 2 cores: training speed, and memory against replay size.
+"""Dreamer on 2 cores: where an update's time goes, what makes it faster, and memory against replay size.
 
-1. For the `cartpole` (vector) and `doom-takecover` (64x64 images) settings of `wm train-dreamer`,
-   measured in one run on the same agent code the stage uses:
-   - training updates per second (a batch of 16 x 50 windows sampled from a replay file, the
-     world-model update, imagination of 15 steps from every posterior state, actor and critic);
-   - environment steps per second while acting (the actor's posterior update and sample, and the
-     environment's step);
-   - the resulting environment steps per second of the whole loop at the preset's train ratio
-     (one update every `train_every` steps).
-2. Peak resident memory of the real `wm train-dreamer` command (doom-takecover settings, the same
-   number of updates) with a replay of about 20,000 image steps against one of about 200,000.
-   Target: large / small <= 1.2 (windows are read from the file; the replay is never loaded).
+For the `cartpole`, `cartpole-v3`, `doom-takecover` and `doom-takecover-v3` settings of `wm train-dreamer`,
+on the agent code the stage uses (batches of 16 x 50 windows sampled from a rollouts file):
+1. one update taken apart: input pipeline, encoder, RSSM scan, decoder, heads, imagination, actor
+   and critic, each compiled and timed alone, against the whole update;
+2. updates per second of the plain graph (the code path without --xla) against XLA, in the same run;
+3. the CNN encoder and decoder in float32 against Keras' mixed_bfloat16 (this CPU has AVX-512 BF16);
+4. window shapes (batch x length) for cartpole-v3;
+5. acting speed, and the whole loop at the preset's train ratio;
+6. peak resident memory of the real `wm train-dreamer` (doom-takecover settings, the same updates)
+   with a replay of about 20,000 image steps against one of about 200,000 (target: ratio <= 1.2).
 
     python bench/dreamer.py                     # makes the rollouts files it needs
-    python bench/dreamer.py --updates 30 --data-dir /tmp/wm-bench
+    python bench/dreamer.py --updates 30 --data-dir /tmp/wm-bench --skip-memory
 """
 
 from __future__ import annotations
@@ -174,17 +173,52 @@ def peak_rss_mib(rollouts: Path, out: Path, steps: int) -> float:
                         "--force"], out.with_suffix(".peak"))
 
 
+def precision_rates(repeats: int) -> dict[str, float]:
+    """Seconds of the doom-takecover-v3 encoder and decoder (forward and backward on 16 x 50 frames) in float32 and in
+    Keras' mixed_bfloat16, alternating twice."""
+    from wm.dreamer.networks import Body, Decoder, Encoder
+    from wm.tfsetup import keras, tensorflow
+
+    tf, keras = tensorflow(), keras()
+    feat = tf.random.normal([800, 200 + 32 * 32])
+    obs = tf.cast(tf.random.uniform([800, 64, 64, 3], 0, 255), tf.uint8)
+    seconds: dict[str, list[float]] = {"float32": [], "mixed_bfloat16": []}
+    try:
+        for policy in ("float32", "mixed_bfloat16") * 2:
+            keras.mixed_precision.set_global_policy(policy)
+            keras.utils.set_random_seed(0)
+            decoder, encoder = Decoder(True, 16, 200, 2, 0, Body("layer", "silu")), Encoder(True, 16, 200, 2, Body("layer", "silu"))
+
+            @tf.function
+            def step() -> object:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.cast(decoder(feat), tf.float32)) + tf.reduce_mean(tf.cast(encoder(obs), tf.float32))
+                return tape.gradient(loss, decoder.trainable_variables + encoder.trainable_variables)
+
+            step()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            seconds[policy].append((time.perf_counter() - started) / repeats)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return {policy: min(values) for policy, values in seconds.items()}
+
+
 def main() -> None:
+    from wm.stages.train_dreamer import TrainDreamerConfig
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--updates", type=int, default=20, help="Timed updates per preset (after 3 warm-up updates).")
+    parser.add_argument("--updates", type=int, default=20, help="Timed updates per measurement (after 3 warm-up updates).")
     parser.add_argument("--acting-steps", type=int, default=500, help="Timed acting steps per preset.")
     parser.add_argument("--memory-steps", type=int, default=160, help="Environment steps of each memory run (one update every 16).")
+    parser.add_argument("--skip-memory", action="store_true", help="Leave out part 5 (two runs of wm train-dreamer).")
     args, small, large = parse_with_rollouts(parser)
     cartpole = cartpole_rollouts(args.data_dir / "cartpole-random.h5")
+    presets = {"cartpole": cartpole, "cartpole-v3": cartpole, "doom-takecover": small, "doom-takecover-v3": small}
 
-    presets = (("cartpole", cartpole), ("doom-takecover", small))
     print("1. Where an update's time goes (the plain graph; each part compiled and timed alone):")
-    for preset, rollouts in presets:
+    for preset, rollouts in presets.items():
         measured = update_rate(preset, rollouts, args.updates, profile=True)
         whole = 1.0 / measured["updates"]
         print(f"   {preset}: {1000 * whole:.0f} ms per update")
@@ -193,24 +227,35 @@ def main() -> None:
         rest = whole - sum(measured["parts"].values())
         print(f"     {'the rest (optimizer steps, graph overhead)':58s} {1000 * rest:7.1f} ms  {100 * rest / whole:5.1f}%")
 
-    print("2. Updates per second, the old code path against the options (same run, same windows):")
-    for preset, rollouts in presets:
-        baseline = update_rate(preset, rollouts, args.updates)["updates"]
-        print(f"   {preset:15s} plain graph (--baseline) {baseline:6.2f} updates/s")
-        for label, xla in (("XLA (--xla)", True),):
-            rate = update_rate(preset, rollouts, args.updates, xla=xla)["updates"]
-            print(f"   {preset:15s} {label:24s} {rate:6.2f} updates/s   x{rate / baseline:.2f}")
+    print("2. Updates per second: the plain graph (the old code path) against XLA (--xla), alternating, best of two:")
+    for preset, rollouts in presets.items():
+        rates = {False: [], True: []}
+        for xla in (False, True, False, True):
+            rates[xla].append(update_rate(preset, rollouts, args.updates, xla=xla)["updates"])
+        plain, compiled = max(rates[False]), max(rates[True])
+        print(f"   {preset:18s} plain {plain:6.2f} updates/s; XLA {compiled:6.2f} updates/s; XLA / plain {compiled / plain:.2f}")
 
-    print("3. Acting, and the whole loop at the preset's train ratio (plain graph):")
-    for preset, rollouts in presets:
-        config, _, _ = make_agent(preset)
+    print("3. Precision: the doom-takecover-v3 encoder + decoder (forward and backward, 800 frames), float32 against mixed_bfloat16:")
+    measured = precision_rates(max(3, args.updates // 4))
+    print(f"   float32 {1000 * measured['float32']:.0f} ms; mixed_bfloat16 {1000 * measured['mixed_bfloat16']:.0f} ms; "
+          f"bfloat16 / float32 time {measured['mixed_bfloat16'] / measured['float32']:.2f}")
+
+    print("4. Window shapes for cartpole-v3 (batch x length; replayed steps per second = updates/s x batch x length):")
+    for batch, length in ((16, 50), (32, 25), (8, 100), (16, 64)):
+        rate = update_rate("cartpole-v3", cartpole, args.updates, batch_size=batch, sequence_length=length)["updates"]
+        print(f"   {batch:3d} x {length:3d}: {rate:6.2f} updates/s, {rate * batch * length:7.0f} replayed steps/s")
+
+    print("5. Acting, and the whole loop at the preset's train ratio (plain graph):")
+    for preset, rollouts in presets.items():
+        train_every = TrainDreamerConfig.PRESETS[preset].get("train_every", TrainDreamerConfig.train_every)
         updates, acting = update_rate(preset, rollouts, args.updates)["updates"], acting_rate(preset, args.acting_steps)
-        loop = 1.0 / (1.0 / acting + 1.0 / (config.train_every * updates))
-        print(f"   {preset:15s} acting {acting:6.0f} env steps/s; whole loop at one update every {config.train_every} steps: {loop:6.1f} env steps/s")
+        loop = 1.0 / (1.0 / acting + 1.0 / (train_every * updates))
+        print(f"   {preset:18s} acting {acting:6.0f} env steps/s; whole loop at one update every {train_every} steps: {loop:6.1f} env steps/s")
 
-    print("4. Peak resident memory of `wm train-dreamer --preset doom-takecover` (same updates):")
-    print_memory_ratio(small, large, lambda path, size: peak_rss_mib(path, args.data_dir / f"dreamer-{size}.h5", args.memory_steps),
-                       "replay steps")
+    if not args.skip_memory:
+        print("6. Peak resident memory of `wm train-dreamer --preset doom-takecover` (same updates):")
+        print_memory_ratio(small, large, lambda path, size: peak_rss_mib(path, args.data_dir / f"dreamer-{size}.h5", args.memory_steps),
+                           "replay steps")
 
 
 if __name__ == "__main__":
