@@ -115,10 +115,10 @@ def critic_loss(value: Any, returns: Any, weights: Any, slow_value: Any = None, 
     weights w [H, batch]. Loss = mean over t, batch of w_t * (v_t - sg(V_t))^2 / 2. With a slow
     critic's values `slow_value` [H, batch], w_t * slow_reg * (v_t - sg(slow_t))^2 / 2 is added.
     """
-    per_step = 0.5 * tf.square(value - tf.stop_gradient(returns))
+    squared = tf.square(value - tf.stop_gradient(returns))
     if slow_value is not None:
-        per_step += slow_reg * 0.5 * tf.square(value - tf.stop_gradient(slow_value))
-    return tf.reduce_mean(tf.stop_gradient(weights) * per_step)
+        squared += slow_reg * tf.square(value - tf.stop_gradient(slow_value))
+    return tf.reduce_mean(tf.stop_gradient(weights) * 0.5 * squared)  # DreamerV2's order of operations, to the bit
 
 
 def twohot_critic_loss(logits: Any, returns: Any, weights: Any, bins: Any, slow_value: Any = None, slow_reg: float = 0.0) -> Any:
