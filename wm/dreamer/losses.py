@@ -41,6 +41,17 @@ def trajectory_weights(discount: Any) -> Any:
     return tf.math.cumprod(tf.concat([tf.ones_like(discount[:1]), discount[:-1]], axis=0), axis=0)
 
 
+def _kl(q: Any, p: Any, latent: str) -> Any:
+    """KL(q || p) per element of the batch: categorical logits, or (mean, std) pairs of Gaussians."""
+    if latent == "categorical":
+        return categorical_kl(q, p)
+    return gaussian_kl(q[0], q[1], p[0], p[1])
+
+
+def _stop(params: Any) -> Any:
+    return tf.nest.map_structure(tf.stop_gradient, params)
+
+
 def kl_balance(posterior: Any, prior: Any, latent: str, alpha: float, free_nats: float) -> dict[str, Any]:
     """KL balancing (DreamerV2 eq. 2 and its algorithm 2): alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p)).
 
@@ -50,14 +61,8 @@ def kl_balance(posterior: Any, prior: Any, latent: str, alpha: float, free_nats:
     its gradient once the KL is below it. Returns `loss` and the plain KL(q || p) `kl` (batch mean).
     """
 
-    def kl(q: Any, p: Any) -> Any:
-        if latent == "categorical":
-            return categorical_kl(q, p)
-        return gaussian_kl(q[0], q[1], p[0], p[1])
-
-    stop = lambda params: tf.nest.map_structure(tf.stop_gradient, params)  # noqa: E731
-    prior_term = tf.reduce_mean(kl(stop(posterior), prior))
-    posterior_term = tf.reduce_mean(kl(posterior, stop(prior)))
+    prior_term = tf.reduce_mean(_kl(_stop(posterior), prior, latent))
+    posterior_term = tf.reduce_mean(_kl(posterior, _stop(prior), latent))
     loss = alpha * tf.maximum(prior_term, free_nats) + (1.0 - alpha) * tf.maximum(posterior_term, free_nats)
     return {"loss": loss, "kl": tf.stop_gradient(posterior_term)}
 
@@ -70,21 +75,18 @@ def kl_free_bits(posterior: Any, prior: Any, latent: str, dyn_scale: float, rep_
     DreamerV3: dyn_scale 0.5, rep_scale 0.1, free 1 nat. Returns `loss` and the plain KL(q || p) `kl`.
     """
 
-    def kl(q: Any, p: Any) -> Any:
-        if latent == "categorical":
-            return categorical_kl(q, p)
-        return gaussian_kl(q[0], q[1], p[0], p[1])
-
-    stop = lambda params: tf.nest.map_structure(tf.stop_gradient, params)  # noqa: E731
-    dynamics = kl(stop(posterior), prior)
-    representation = kl(posterior, stop(prior))
+    dynamics = _kl(_stop(posterior), prior, latent)
+    representation = _kl(posterior, _stop(prior), latent)
     loss = dyn_scale * tf.reduce_mean(tf.maximum(dynamics, free_nats)) + rep_scale * tf.reduce_mean(tf.maximum(representation, free_nats))
     return {"loss": loss, "kl": tf.stop_gradient(tf.reduce_mean(representation))}
 
 
 def percentile(x: Any, q: float) -> Any:
     """The q-th percentile (0..100) of all of x's values, linearly interpolated between order statistics (numpy's default)."""
-    values = tf.sort(tf.reshape(x, [-1]))
+    return _sorted_percentile(tf.sort(tf.reshape(x, [-1])), q)
+
+
+def _sorted_percentile(values: Any, q: float) -> Any:
     position = (q / 100.0) * tf.cast(tf.size(values) - 1, values.dtype)
     low = tf.cast(tf.floor(position), tf.int32)
     high = tf.minimum(low + 1, tf.size(values) - 1)
@@ -98,8 +100,9 @@ def update_return_range(low: Any, high: Any, returns: Any, rate: float, low_perc
     low' = (1 - rate) low + rate P_low(returns), the same for high. The advantage is then divided by
     `return_scale(low', high')` (DreamerV3: percentiles 5 and 95, rate 0.01).
     """
-    new_low = (1.0 - rate) * low + rate * percentile(tf.stop_gradient(returns), low_percentile)
-    new_high = (1.0 - rate) * high + rate * percentile(tf.stop_gradient(returns), high_percentile)
+    values = tf.sort(tf.reshape(tf.stop_gradient(returns), [-1]))  # sorted once for both percentiles
+    new_low = (1.0 - rate) * low + rate * _sorted_percentile(values, low_percentile)
+    new_high = (1.0 - rate) * high + rate * _sorted_percentile(values, high_percentile)
     return new_low, new_high
 
 
