@@ -107,8 +107,13 @@ def prepare(config: DreamConfig, inputs: Mapping[str, Any]) -> DreamConfig:
     if inputs["dreamer"] is not None:
         import json
 
-        if not json.loads(inputs["dreamer"].attr("agent_shape_json"))["image"]:
-            raise ArtifactError(f"{inputs['dreamer'].path} observes vectors, not images; there is nothing to decode into a picture.")
+        dreamer, compare = inputs["dreamer"], inputs["compare"]
+        if not json.loads(dreamer.attr("agent_shape_json"))["image"]:
+            raise ArtifactError(f"{dreamer.path} observes vectors, not images; there is nothing to decode into a picture.")
+        repeat = int(dreamer.attr("action_repeat", 1))
+        if compare is not None and int(compare.attr("action_repeat", 1)) != repeat:
+            raise ArtifactError(f"{compare.path} holds one step every {int(compare.attr('action_repeat', 1))} frames, but "
+                                f"{dreamer.path} acts every {repeat}; compare it with its own replay instead.")
         return config
     vae, mdnrnn, compare, controller = inputs["vae"], inputs["mdnrnn"], inputs["compare"], inputs["controller"]
     if vae is None or mdnrnn is None:

@@ -150,12 +150,14 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
 def dreamer_agent_description(artifact: Any) -> str:
     """Which of a `dreamer` artifact's agents its readers load: the last one, or the one of its best evaluation."""
     kept = artifact.file.attrs.get("kept", "last")  # artifacts from before --keep hold the last agent only
+    repeat = int(artifact.attr("action_repeat", 1))
+    acting = f"; it acts every {repeat} frames and holds its action in between" if repeat > 1 else ""
     if kept == "best":
         beside = "the last agent is stored beside it" if "other_agent" in artifact.file else "it is also the last agent"
         return (f"the best evaluated agent of {artifact.path} (evaluation at {int(artifact.attr('kept_env_steps'))} environment steps: "
-                f"{artifact.attr('kept_return_mean'):.1f} +- {artifact.attr('kept_return_std'):.1f}; {beside})")
+                f"{artifact.attr('kept_return_mean'):.1f} +- {artifact.attr('kept_return_std'):.1f}; {beside}{acting})")
     return (f"the last agent of {artifact.path} (final evaluation {artifact.attr('final_return_mean'):.1f} +- "
-            f"{artifact.attr('final_return_std'):.1f} after {int(artifact.attr('env_steps'))} environment steps)")
+            f"{artifact.attr('final_return_std'):.1f} after {int(artifact.attr('env_steps'))} environment steps{acting})")
 
 
 def _real_episodes(config: EvaluateConfig, kind: str, path: str, env_id: str, run_seed: int, indices: list[int]) -> tuple:

@@ -40,7 +40,7 @@ def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4, v3=F
     from wm.stages.train_dreamer import V3, TrainDreamerConfig, learning_for
 
     keras.utils.set_random_seed(seed)
-    pieces = {key: V3[key] for key in BEFORE_V3_SHAPE} if v3 else BEFORE_V3_SHAPE
+    pieces = {key: V3.get(key, old) for key, old in BEFORE_V3_SHAPE.items()} if v3 else BEFORE_V3_SHAPE
     shape = AgentShape(image=image, observation_dim=0 if image else 3, action_dim=2, action_kind=action_kind, latent=latent, **TINY,
                        **{**pieces, "symlog": v3 and not image})
     explicit = {"horizon": 5, "target_every": 2, "model_lr": model_lr, **(V3 if v3 else {})}

@@ -18,7 +18,7 @@ def _train(tmp_path, name, *extra, env="CartPole-v1", preset="tiny"):
 
 # Agents several tests read, trained once per test worker: (env, preset, extra options) -> path.
 _TRAINED = {}
-_EXTRA = {"CartPole-v1": ("--keep", "best")}
+_EXTRA = {"CartPole-v1": ("--keep", "best"), "fake-pixels": ("--action-repeat", "2")}
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +49,12 @@ def test_tiny_run_writes_the_agent_the_replay_and_the_curves(trained, env, prese
         assert json.loads(f.attrs["learning_json"])["kl_mode"] == ("free-bits" if v3 else "balance")
         if env != "CartPole-v1":  # trained with --keep best, checked in the evaluate test
             assert f.attrs["kept"] == "last" and f.attrs["kept_evaluation"] == 1
+        repeat = 2 if env == "fake-pixels" else 1
+        assert shape["action_repeat"] == f.attrs["action_repeat"] == repeat
     replay = tmp_path / "dreamer.replay.h5"
     with h5py.File(replay, "r") as f:
         assert f.attrs["wm_kind"] == "replay" and "partial_committed_episodes" not in f.attrs
+        assert f.attrs["action_repeat"] == repeat
         assert f["reward"].shape[0] == f["episode/length"][:].sum()
         assert f["reward"].shape[0] >= 300
     assert (tmp_path / "dreamer.logs" / "learning.png").exists()
@@ -106,6 +109,10 @@ def test_a_prefill_from_another_environment(tmp_path):
     assert run_wm("rollout", "--env", "fake-pixels", "--episodes", "2", "--max-steps", "20", "--backend", "serial", "--out", str(rollouts)).returncode == 0
     message = fails_cleanly(tmp_path, "train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--prefill", str(rollouts))
     assert "cannot fill the replay of CartPole-v1" in message
+    vectors = tmp_path / "cartpole.h5"
+    assert run_wm("rollout", "--env", "CartPole-v1", "--episodes", "2", "--backend", "serial", "--out", str(vectors)).returncode == 0
+    message = fails_cleanly(tmp_path, "train-dreamer", "--env", "CartPole-v1", "--preset", "tiny", "--action-repeat", "2", "--prefill", str(vectors))
+    assert "holds one step every 1 frames, but this run's agent acts every 2" in message
 
 
 def test_resuming_with_other_network_shapes_is_refused(tmp_path):
@@ -187,12 +194,31 @@ def test_dreamer_recipes_run_end_to_end_on_the_tiny_preset(tmp_path, pipeline):
 def test_dream_shows_a_recorded_episode_next_to_the_rssms_imagination(tmp_path, trained):
     out = trained("fake-pixels", "tiny-v3")
     video = tmp_path / "imagined.gif"
-    result = run_wm("dream", "--dreamer", str(out), "--steps", "12", "--scale", "1", "--out", str(video))
+    result = run_wm("dream", "--dreamer", str(out), "--steps", "10", "--scale", "1", "--out", str(video))
     assert result.returncode == 0, result.stderr
     import imageio.v3 as iio
 
     frames = iio.imread(video)
-    assert frames.shape[0] == 12 and frames.shape[2] > 2 * 64  # two labelled columns
+    assert frames.shape[0] == 10 and frames.shape[2] > 2 * 64  # two labelled columns (the replay's first episode has 11 steps)
     vector = trained("CartPole-v1", "tiny")
     assert "nothing to decode" in fails_cleanly(tmp_path, "dream", "--dreamer", str(vector), out_name="x.gif")
+    frames = tmp_path / "pixels.h5"  # one step a frame, but the agent acts every 2 frames (--action-repeat 2)
+    assert run_wm("rollout", "--env", "fake-pixels", "--episodes", "1", "--max-steps", "20", "--backend", "serial", "--out", str(frames)).returncode == 0
+    assert "compare it with its own replay" in fails_cleanly(tmp_path, "dream", "--dreamer", str(out), "--compare", str(frames), out_name="z.gif")
     assert "Give --vae and --mdnrnn" in fails_cleanly(tmp_path, "dream", out_name="y.gif")
+
+
+def test_an_agent_with_action_repeat_chooses_every_kth_frame_and_holds_its_action(trained):
+    from wm.dreamer.policy import DreamerPolicy
+    from wm.envs import make_env
+
+    env = make_env("fake-pixels")
+    policy = DreamerPolicy("fake-pixels", env.action_space, dreamer=str(trained("fake-pixels", "tiny-v3")))  # --action-repeat 2
+    policy.reset(np.random.default_rng(0))
+    observation, _ = env.reset(seed=0)
+    actions = []
+    for _ in range(40):
+        actions.append(int(policy.act(observation)))
+        observation, *_ = env.step(actions[-1])
+    assert actions[0::2] == actions[1::2] and policy.t == 20
+    assert len(set(actions)) > 1  # the held actions still change (the agent's choices are not all one action)

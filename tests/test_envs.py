@@ -76,6 +76,28 @@ def test_fake_env_is_deterministic_and_ends_with_a_zero_frame():
     assert not a[-1].any() and a[-2].any()
 
 
+def test_action_repeat_holds_the_action_sums_the_rewards_and_stops_where_the_episode_ends():
+    from wm.envs.repeat import ActionRepeat
+
+    plain, repeated = make_env("CartPole-v1", max_steps=10), ActionRepeat(make_env("CartPole-v1", max_steps=10), 3)
+    plain.reset(seed=4)
+    observation, _ = repeated.reset(seed=4)
+    for step in range(4):  # frames 3, 6, 9, then the limit at 10
+        expected_reward, done = 0.0, False
+        for _ in range(3):
+            expected, reward, terminated, truncated, _ = plain.step(1 - step % 2)
+            expected_reward += reward
+            done = terminated or truncated
+            if done:
+                break
+        observation, reward, terminated, truncated, _ = repeated.step(1 - step % 2)
+        np.testing.assert_array_equal(observation, expected)
+        assert reward == expected_reward and (terminated or truncated) == done
+    assert done and reward == 1.0  # the last step held its action one frame: the episode's limit came first
+    with pytest.raises(ValueError):
+        ActionRepeat(plain, 0)
+
+
 def test_brownian_policy_stays_in_bounds_and_moves_by_sqrt_dt_steps():
     env = make_env("carracing")
     policy = BrownianPolicy(env.action_space, dt=1 / 50)

@@ -55,6 +55,7 @@ class AgentShape:
     units: int
     layers: int
     cnn_depth: int
+    action_repeat: int  # frames each action is held for (the networks do not depend on it; acting does)
     symlog: bool  # DreamerV3: vector observations enter, and are predicted, as symlog(x)
     twohot_bins: int  # DreamerV3: reward head and critic as two-hot over this many symexp bins (0: a Gaussian mean, MSE)
     norm: str  # "none", "layer" or "rms" before each hidden activation
@@ -91,8 +92,8 @@ class Learning:
     slow_critic_reg: float
 
 
-# Fields added with the DreamerV3 options, and the values under which agents written before them were trained.
-BEFORE_V3_SHAPE = {"symlog": False, "twohot_bins": 0, "norm": "none", "activation": "elu", "unimix": 0.0}
+# Fields added with the DreamerV3 options and --action-repeat, and the values under which agents written before them were trained.
+BEFORE_V3_SHAPE = {"action_repeat": 1, "symlog": False, "twohot_bins": 0, "norm": "none", "activation": "elu", "unimix": 0.0}
 BEFORE_V3_LEARNING = {"kl_mode": "balance", "kl_dyn_scale": 0.5, "kl_rep_scale": 0.1, "return_norm": "none", "return_low": 5.0,
                       "return_high": 95.0, "return_rate": 0.01, "slow_critic_rate": 0.0, "slow_critic_reg": 1.0}
 

@@ -2,6 +2,7 @@
 
 It keeps the RSSM's posterior state along the episode and acts with the actor's most likely action
 (`planner="actor"`) or PlaNet's cross-entropy planning over the world model (`planner="cem"`).
+An agent trained with --action-repeat K chooses on every K-th frame and holds that action in between.
 """
 
 from __future__ import annotations
@@ -38,10 +39,18 @@ class DreamerPolicy:
         self.state = self.agent.rssm.initial(1)
         self.previous = self.tf.zeros([1, self.agent.shape.action_dim])
         self.base_seed = rng.integers(0, 2**30, size=2).astype(np.int32)
-        self.t = 0
+        self.t = 0  # the agent's steps
+        self.frame = 0
 
     def act(self, observation: Any) -> Any:
-        """The action for `observation`, in the environment's form."""
+        """The action for `observation`, in the environment's form (the held one between the agent's steps)."""
+        self.frame += 1
+        if (self.frame - 1) % self.agent.shape.action_repeat:
+            return self.held
+        self.held = self._choose(observation)
+        return self.held
+
+    def _choose(self, observation: Any) -> Any:
         tf = self.tf
         seed = tf.constant(self.base_seed + np.array([0, self.t], np.int32))
         self.t += 1
