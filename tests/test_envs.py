@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from wm.envs import check_env_name, default_max_steps, make_env
-from wm.errors import UsageError
 from wm.envs.policies import BrownianPolicy, HeldPolicy, PolicySpec, make_policy
+from wm.errors import UsageError
 
 
 @pytest.mark.parametrize("name", ["carracing", "doom-takecover", "fake-pixels"])
