@@ -3,7 +3,8 @@
 For the `cartpole`, `cartpole-v3`, `doom-takecover` and `doom-takecover-v3` settings of `wm train-dreamer`,
 on the agent code the stage uses (batches of 16 x 50 windows sampled from a rollouts file):
 1. one update taken apart: input pipeline, encoder, RSSM scan, decoder, heads, imagination, actor
-   and critic, each compiled and timed alone, against the whole update;
+   and critic, each compiled and timed alone, against the whole update; the three Adam steps alone, as separate ops
+   and fused by XLA;
 2. updates per second of the plain graph (the code path without --xla) against XLA, in the same run;
 3. the CNN encoder and decoder in float32 against Keras' mixed_bfloat16 (this CPU has AVX-512 BF16);
 4. window shapes (batch x length) for cartpole-v3;
@@ -41,11 +42,11 @@ def make_agent(preset: str, xla: bool = False, **overrides: object) -> tuple:
     """(config, environment, agent) of a preset of `wm train-dreamer`, its weights seeded with 0."""
     from wm.dreamer.agent import Agent
     from wm.envs import make_env
-    from wm.stages.train_dreamer import TrainDreamerConfig, agent_shape_for, learning_for
+    from wm.stages.train_dreamer import TrainDreamerConfig, agent_shape_for, learning_for, with_action_repeat
     from wm.tfsetup import keras
 
     config = TrainDreamerConfig(**{**TrainDreamerConfig.PRESETS[preset], **overrides})
-    env = make_env(config.env)
+    env = with_action_repeat(make_env(config.env), config.action_repeat)
     shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
     keras().utils.set_random_seed(0)
     return config, env, Agent(shape, learning_for(config), xla=xla)
@@ -80,6 +81,7 @@ def update_rate(preset: str, rollouts: Path, updates: int, xla: bool = False, pr
         result = {"updates": updates / (time.perf_counter() - started)}
         if profile:
             result["parts"] = profile_update(agent, sampler, config.batch_size, rng, max(3, updates // 2))
+            result["optimizer"] = optimizer_seconds(agent, max(3, updates // 2))
     return result
 
 
@@ -130,18 +132,38 @@ def profile_update(agent: object, sampler: object, batch_size: int, rng: np.rand
         f"imagination, {agent.learning.horizon} steps from every state (forward)": tf.function(lambda: agent.imagine(start, seed)),
         "actor and critic losses (forward + backward)": tf.function(behaviour),
     }
-    seconds = {}
-    for name, part in parts.items():
-        part()
-        started = time.perf_counter()
-        for _ in range(repeats):
-            part()
-        seconds[name] = (time.perf_counter() - started) / repeats
-    return seconds
+    return {name: seconds_per_call(part, repeats) for name, part in parts.items()}
+
+
+def seconds_per_call(function: object, repeats: int) -> float:
+    """Mean seconds of `repeats` calls of `function`, after one call that compiles it."""
+    function()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - started) / repeats
+
+
+def optimizer_seconds(agent: object, repeats: int) -> dict[str, float]:
+    """Seconds of an update's three Adam steps (world model, actor, critic) on fixed gradients: one graph of per-variable
+    ops (the plain update), and the same compiled by XLA, which fuses the elementwise updates of all variables."""
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    steps = [(agent.model_optimizer, agent.world_model_variables), (agent.actor_optimizer, agent.actor.trainable_variables),
+             (agent.critic_optimizer, agent.critic.trainable_variables)]
+    gradients = [[tf.fill(tf.shape(v), 1e-3) for v in variables] for _, variables in steps]
+
+    def apply() -> None:
+        for (optimizer, variables), grads in zip(steps, gradients):
+            optimizer.apply_gradients(zip(grads, variables))
+
+    return {"plain": seconds_per_call(tf.function(apply), repeats), "xla": seconds_per_call(tf.function(apply, jit_compile=True), repeats)}
 
 
 def acting_rate(preset: str, steps: int) -> float:
-    """Environment steps per second while the preset's actor acts (its posterior update and sample, and the environment's step)."""
+    """The agent's steps per second while the preset's actor acts (its posterior update and sample, and the environment's
+    step: `action_repeat` frames)."""
     from wm.actions import dreamer_env_action
     from wm.dreamer.online import stream_seed
     from wm.tfsetup import tensorflow
@@ -226,6 +248,9 @@ def main() -> None:
             print(f"     {name:58s} {1000 * seconds:7.1f} ms  {100 * seconds / whole:5.1f}%")
         rest = whole - sum(measured["parts"].values())
         print(f"     {'the rest (optimizer steps, graph overhead)':58s} {1000 * rest:7.1f} ms  {100 * rest / whole:5.1f}%")
+        steps = measured["optimizer"]
+        print(f"     of the rest, the three Adam steps: {1000 * steps['plain']:.1f} ms as separate ops, {1000 * steps['xla']:.1f} ms "
+              f"fused by XLA (would save {100 * (steps['plain'] - steps['xla']) / whole:.1f}% of the update)")
 
     print("2. Updates per second: the plain graph (the old code path) against XLA (--xla), alternating, best of two:")
     for preset, rollouts in presets.items():

@@ -257,16 +257,22 @@ def _probe(config: TrainDreamerConfig) -> tuple[Any, tuple[str, str]]:
     return env, (space_to_json(env.observation_space), space_to_json(env.action_space))
 
 
+def with_action_repeat(env: Any, repeat: int) -> Any:
+    """`env` as the agent steps it: each step holds the action for `repeat` frames (`wm.envs.repeat`)."""
+    if repeat == 1:
+        return env
+    from wm.envs.repeat import ActionRepeat
+
+    return ActionRepeat(env, repeat)
+
+
 def compute(config: TrainDreamerConfig, inputs: Mapping[str, Any], seed: int, output: Output) -> None:
     """Train a Dreamer agent online in `config.env` and write the `dreamer` artifact (and its replay beside it)."""
     from wm.dreamer.online import OnlineRun
 
     env, spaces_json = _probe(config)
     try:
-        if config.action_repeat > 1:
-            from wm.envs.repeat import ActionRepeat
-
-            env = ActionRepeat(env, config.action_repeat)
+        env = with_action_repeat(env, config.action_repeat)
         shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
         attributes = {"env_id": config.env, "env_kwargs_json": json.dumps({}), "observation_space_json": spaces_json[0],
                       "action_space_json": spaces_json[1], "policy": "dreamer", "max_steps": int(config.max_steps),
