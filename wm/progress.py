@@ -60,7 +60,7 @@ class Progress:
             self._last_log = now
             elapsed = now - self.started
             done_here = self.count - self._initial
-            eta = (self.total - self.count) * elapsed / done_here if done_here else float("nan")
+            eta = max(0, self.total - self.count) * elapsed / done_here if done_here else float("nan")  # a run may pass its total
             extra = f", {self.secondary_rate():.0f} {self.secondary_unit}/s" if self.secondary_unit else ""
             extra += f", {postfix}" if postfix else ""
             print(
