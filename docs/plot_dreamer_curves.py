@@ -2,11 +2,14 @@
 
     python docs/plot_dreamer_curves.py OUT.png "DreamerV2=runs/cartpole-v2/dreamer.h5" "DreamerV3=runs/cartpole-v3/dreamer.h5" \\
         [--target 475] [--title "CartPole-v1"]
+
+A run that did not finish can be given by its `<out stem>.logs/metrics.jsonl` instead of the artifact.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import h5py
 import matplotlib
@@ -16,6 +19,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def evaluations(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(environment steps, mean return, its std, env id) of every evaluation of a `dreamer` artifact or a metrics.jsonl."""
+    if path.endswith(".jsonl"):
+        with open(path) as lines:
+            rows = [row for row in map(json.loads, lines) if "eval/return_mean" in row]
+        rows = list({row["step"]: row for row in rows}.values())  # a resumed run repeats the evaluation it was killed in
+        return (np.array([r["step"] for r in rows]), np.array([r["eval/return_mean"] for r in rows]),
+                np.array([r["eval/return_std"] for r in rows]), "")
+    with h5py.File(path, "r") as f:
+        steps, mean, std = (f[f"history/eval_{key}"][:] for key in ("env_steps", "return_mean", "return_std"))
+        return steps, mean, std, str(f.attrs["env_id"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
@@ -23,12 +39,11 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=None, help="A horizontal line at this return.")
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
-    fig, axis = plt.subplots(figsize=(7, 4))
+    fig, axis = plt.subplots(figsize=(8, 4.8))
     for run in args.runs:
         label, path = run.split("=", 1)
-        with h5py.File(path, "r") as f:
-            steps, mean, std = (f[f"history/eval_{key}"][:] for key in ("env_steps", "return_mean", "return_std"))
-            title = args.title or str(f.attrs["env_id"])
+        steps, mean, std, env_id = evaluations(path)
+        title = args.title or env_id
         line, = axis.plot(steps, mean, "o-", markersize=3, label=f"{label} (evaluation, 10 episodes)")
         axis.fill_between(steps, np.asarray(mean) - std, np.asarray(mean) + std, alpha=0.15, color=line.get_color())
     if args.target is not None:
@@ -36,7 +51,7 @@ def main() -> None:
     axis.set_xlabel("environment steps")
     axis.set_ylabel("return")
     axis.set_title(title)
-    axis.legend()
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(args.out, dpi=90)
     print(f"Wrote {args.out}.")
