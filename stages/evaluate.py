@@ -54,6 +54,7 @@ class EvaluateConfig(StageConfig):
     ray_address: Optional[str] = option(None, "Address of a running Ray cluster for --backend ray.", fingerprint=False)
     task_timeout: float = option(1800.0, "Seconds without any episode finishing after which the workers are declared hung.", fingerprint=False)
     planner: str = option("actor", "Dreamer agents: act with the actor's most likely action, or plan with the cross-entropy method over the world model (PlaNet).", choices=("actor", "cem"))
+    actor_action: str = option("mode", "Dreamer agents with --planner actor: the actor's most likely action (DreamerV2's evaluation, and train-dreamer's) or a sample of it (DreamerV3's: its policy samples in evaluation too).", choices=("mode", "sample"), fingerprint="unless-default")
     cem_horizon: int = option(12, "CEM planning horizon (PlaNet: 12).")
     cem_iterations: int = option(10, "CEM refits per step (PlaNet: 10).")
     cem_candidates: int = option(1000, "CEM action sequences per refit (PlaNet: 1000).")
@@ -67,6 +68,8 @@ class EvaluateConfig(StageConfig):
             raise ConfigError(f"'cem_candidates' ({self.cem_candidates}) must be at least 'cem_top' ({self.cem_top}).")
         self.require_at_least(0, "dream_episodes")
         self.require_positive("task_timeout")
+        if self.planner == "cem" and self.actor_action != "mode":
+            raise ConfigError("--actor-action applies to --planner actor; with --planner cem the planner chooses the actions.")
         from wm.worldmodels.dream.rules import check_temperature
 
         check_temperature(self.temperature)
@@ -111,7 +114,7 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
     agent = inputs[kind]
     env_id = agent.attr("env_id")
     if kind == "dreamer":
-        log(f"Scoring {dreamer_agent_description(agent)}.")
+        log(f"Scoring {dreamer_agent_description(agent)}{', sampling its actor' if config.actor_action == 'sample' else ''}.")
     avoid = {int(s) for s in agent.file["training_env_seeds"][:]}
     run_seed, indices = evaluation_seeds(seed, config.episodes, avoid)
     returns, lengths, env_seeds, action_counts = _real_episodes(config, kind, str(agent.path), env_id, run_seed, indices)
@@ -131,7 +134,7 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
         dream_mean_return=float(dream_returns.mean()) if len(dream_returns) else nan,
         dream_std_return=float(dream_returns.std()) if len(dream_returns) else nan,
         dream_temperature=float(temperature) if temperature is not None else nan,
-        **({"dreamer_agent": str(agent.file.attrs.get("kept", "last"))} if kind == "dreamer" else {}),
+        **({"dreamer_agent": str(agent.file.attrs.get("kept", "last")), "actor_action": config.actor_action} if kind == "dreamer" else {}),
     ) as f:
         create_dataset(f, "episode/return", data=returns)
         create_dataset(f, "episode/length", data=lengths)
@@ -208,7 +211,7 @@ def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:
     from wm.envs.policies import PolicySpec
 
     if kind == "dreamer":
-        return PolicySpec("dreamer", {"dreamer": path, "planner": config.planner, "cem_horizon": config.cem_horizon,
+        return PolicySpec("dreamer", {"dreamer": path, "planner": config.planner, "actor_action": config.actor_action, "cem_horizon": config.cem_horizon,
                                       "cem_iterations": config.cem_iterations, "cem_candidates": config.cem_candidates,
                                       "cem_top": config.cem_top})
     return PolicySpec("controller", {"controller": path, "params": config.params, "z_mode": config.z_mode})

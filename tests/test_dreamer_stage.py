@@ -142,17 +142,21 @@ def test_evaluate_scores_the_actor_and_the_planner_with_fresh_seeds(tmp_path, tr
         assert f.attrs["kept"] == "best" and f.attrs["kept_return_mean"] == max(f["history/eval_return_mean"][:])
         assert f.attrs["kept_return_mean"] == f["history/eval_return_mean"][best]
         assert ("other_agent" in f) == (best != len(f["history/eval_return_mean"]) - 1)
-    for planner, extra in (("actor", []), ("cem", ["--cem-candidates", "40", "--cem-top", "4", "--cem-iterations", "2", "--cem-horizon", "3"])):
+    runs = (("actor", ["--actor-action", "sample"]), ("cem", ["--cem-candidates", "40", "--cem-top", "4", "--cem-iterations", "2", "--cem-horizon", "3"]))
+    for planner, extra in runs:
         evaluation = tmp_path / f"eval-{planner}.h5"
         result = run_wm("evaluate", "--dreamer", str(out), "--planner", planner, "--episodes", "3", "--backend", "serial",
                         "--out", str(evaluation), *extra)
         assert result.returncode == 0, result.stderr
         with h5py.File(evaluation, "r") as f, h5py.File(out, "r") as agent:
             assert f.attrs["algo"] == ("dreamer" if planner == "actor" else "planet-cem")
+            assert f.attrs["actor_action"] == ("sample" if planner == "actor" else "mode")
             assert len(f["episode/return"]) == 3
             assert not set(f["episode/seed"][:].tolist()) & set(agent["training_env_seeds"][:].tolist())
         assert "3 real episodes" in result.stdout
         assert "Scoring the best evaluated agent of" in result.stderr
+    message = fails_cleanly(tmp_path, "evaluate", "--dreamer", str(out), "--planner", "cem", "--actor-action", "sample")
+    assert message == "Error: --actor-action applies to --planner actor; with --planner cem the planner chooses the actions."
 
 
 def test_contradictory_or_out_of_range_v3_options_are_refused(tmp_path):

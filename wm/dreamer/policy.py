@@ -1,7 +1,8 @@
 """A trained Dreamer agent as a rollout policy (`wm evaluate --dreamer`, `wm rollout --policy dreamer`).
 
 It keeps the RSSM's posterior state along the episode and acts with the actor's most likely action
-(`planner="actor"`) or PlaNet's cross-entropy planning over the world model (`planner="cem"`).
+(`planner="actor"`; a sample of it with `actor_action="sample"`) or PlaNet's cross-entropy planning
+over the world model (`planner="cem"`).
 An agent trained with --action-repeat K chooses on every K-th frame and holds that action in between.
 """
 
@@ -20,7 +21,7 @@ from wm.tfsetup import tensorflow
 class DreamerPolicy:
     """`reset(rng)` / `act(observation)` over a `dreamer` artifact."""
 
-    def __init__(self, env_name: str, action_space: Any, dreamer: str, planner: str = "actor", cem_horizon: int = 12,
+    def __init__(self, env_name: str, action_space: Any, dreamer: str, planner: str = "actor", actor_action: str = "mode", cem_horizon: int = 12,
                  cem_iterations: int = 10, cem_candidates: int = 1000, cem_top: int = 100):
         from wm.dreamer.agent import agent_from_artifact
 
@@ -31,7 +32,10 @@ class DreamerPolicy:
             self.agent = agent_from_artifact(artifact)
         if planner not in ("actor", "cem"):
             raise UsageError(f"Unknown planner '{planner}'; known: actor, cem.")
+        if actor_action not in ("mode", "sample"):
+            raise UsageError(f"Unknown actor action '{actor_action}'; known: mode, sample.")
         self.planner, self.cem = planner, (int(cem_horizon), int(cem_iterations), int(cem_candidates), int(cem_top))
+        self.sample = actor_action == "sample"
         self.low, self.high = getattr(action_space, "low", None), getattr(action_space, "high", None)
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -56,7 +60,7 @@ class DreamerPolicy:
         self.t += 1
         observation = tf.constant(np.asarray(observation)[None])
         if self.planner == "actor":
-            action, self.state = self.agent.act(observation, self.state, self.previous, seed, False)
+            action, self.state = self.agent.act(observation, self.state, self.previous, seed, self.sample)
         else:
             action, self.state = self.agent.plan(observation, self.state, self.previous, seed, *self.cem)
         self.previous = action
