@@ -51,9 +51,9 @@ def main() -> None:
     axis.set_xlabel("environment steps")
     axis.set_ylabel("return")
     axis.set_title(title)
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=90)
+    fig.savefig(args.out, dpi=90, bbox_inches="tight")
     print(f"Wrote {args.out}.")
 
 

@@ -145,9 +145,11 @@ class TrainDreamerConfig(StageConfig):
         "doom-takecover": _DOOM,
         # The same with DreamerV3's robustness pieces (V3) on.
         "tiny-v3": {**_TINY, **V3},
-        # CartPole keeps its own discount: with DreamerV3's 0.997 (values up to 333) the critic's mean value grew by only
-        # 2.5 per 1,000 steps (33 at 15,000 steps) and the agent, balancing well, drove the cart off the track at ~270 steps.
-        "cartpole-v3": {**_CARTPOLE, **V3, "gamma": _CARTPOLE["gamma"]},
+        # CartPole: at CartPole's critic lr (8e-5) the two-hot critic learned values far more slowly than DreamerV2's
+        # (mean value 12 against 59 after 7,500 steps, with gamma 0.99 or 0.997 alike; bench/critic_propagation.py
+        # shows the same alone), and the agent, balancing the pole, drove the cart off the track after ~270 steps.
+        # So: the critic's lr x 3.75, and CartPole's own discount (values up to 100, not 333).
+        "cartpole-v3": {**_CARTPOLE, **V3, "gamma": _CARTPOLE["gamma"], "critic_lr": 3e-4},
         "pendulum-v3": {**_PENDULUM, **V3},
         "doom-takecover-v3": {**_DOOM, **V3},
         "carracing": {"env": "carracing", "deter": 200, "hidden": 200, "units": 200, "layers": 2, "cnn_depth": 32, "steps": 100_000, "prefill_steps": 5000, "train_every": 5, "rho": 0.0, "eta": 1e-4, "gamma": 0.99},
