@@ -146,7 +146,7 @@ class TrainDreamerConfig(StageConfig):
         # The same with DreamerV3's robustness pieces (V3) on.
         "tiny-v3": {**_TINY, **V3},
         # CartPole: at CartPole's critic lr (8e-5) the two-hot critic learned values far more slowly than DreamerV2's
-        # (mean value 12 against 59 after 7,500 steps, with gamma 0.99 or 0.997 alike; bench/critic_propagation.py
+        # (mean value 12-13 against 59 after 7,500 steps, with gamma 0.99 or 0.997 alike; bench/critic_propagation.py
         # shows the same alone), and the agent, balancing the pole, drove the cart off the track after ~270 steps.
         # So: the critic's lr x 3.75, and CartPole's own discount (values up to 100, not 333).
         "cartpole-v3": {**_CARTPOLE, **V3, "gamma": _CARTPOLE["gamma"], "critic_lr": 3e-4},
