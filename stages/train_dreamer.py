@@ -141,7 +141,7 @@ class TrainDreamerConfig(StageConfig):
         # Vector tasks: DreamerV2's DMC column with small networks (a 2-core CPU).
         "cartpole": _CARTPOLE,
         "pendulum": _PENDULUM,
-        # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update); about an hour alone here.
+        # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update); 5,000 updates, about 2 hours alone at the 1.35 s an update measured for DreamerV2 (v3: slower, not yet measured alone).
         "doom-takecover": _DOOM,
         # The same with DreamerV3's robustness pieces (V3) on.
         "tiny-v3": {**_TINY, **V3},
