@@ -211,9 +211,9 @@ def _policy_spec(config: EvaluateConfig, kind: str, path: str) -> Any:
     from wm.envs.policies import PolicySpec
 
     if kind == "dreamer":
-        return PolicySpec("dreamer", {"dreamer": path, "planner": config.planner, "actor_action": config.actor_action, "cem_horizon": config.cem_horizon,
-                                      "cem_iterations": config.cem_iterations, "cem_candidates": config.cem_candidates,
-                                      "cem_top": config.cem_top})
+        return PolicySpec("dreamer", {"dreamer": path, "planner": config.planner, "actor_action": config.actor_action,
+                                      "cem_horizon": config.cem_horizon, "cem_iterations": config.cem_iterations,
+                                      "cem_candidates": config.cem_candidates, "cem_top": config.cem_top})
     return PolicySpec("controller", {"controller": path, "params": config.params, "z_mode": config.z_mode})
 
 

@@ -35,8 +35,8 @@ STAGE_NAME = "train-dreamer"
 STAGE_VERSION = 1
 
 # The networks' sizes (AgentShape fields) and the learning rules (Learning fields) a config carries.
-SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layers", "cnn_depth", "action_repeat", "symlog", "twohot_bins", "norm",
-                "activation", "unimix")
+SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layers", "cnn_depth", "action_repeat", "symlog",
+                "twohot_bins", "norm", "activation", "unimix")
 LEARNING_FIELDS = (
     "model_lr", "actor_lr", "critic_lr", "grad_clip", "kl_alpha", "kl_free", "kl_scale", "discount_scale",
     "gamma", "lambda_", "horizon", "rho", "eta", "target_every", "kl_mode", "kl_dyn_scale", "kl_rep_scale",
@@ -141,7 +141,8 @@ class TrainDreamerConfig(StageConfig):
         # Vector tasks: DreamerV2's DMC column with small networks (a 2-core CPU).
         "cartpole": _CARTPOLE,
         "pendulum": _PENDULUM,
-        # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update); 5,000 updates, about 2 hours alone at the 1.35 s an update measured for DreamerV2 (v3: slower, not yet measured alone).
+        # 64x64 images on 2 cores: CNN depth 16 (depth 32 measured 2.3x slower per update); 5,000 updates, about 2 hours
+        # alone at the 1.35 s an update measured for DreamerV2 (v3: slower, not yet measured alone).
         "doom-takecover": _DOOM,
         # The same with DreamerV3's robustness pieces (V3) on.
         "tiny-v3": {**_TINY, **V3},

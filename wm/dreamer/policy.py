@@ -21,8 +21,8 @@ from wm.tfsetup import tensorflow
 class DreamerPolicy:
     """`reset(rng)` / `act(observation)` over a `dreamer` artifact."""
 
-    def __init__(self, env_name: str, action_space: Any, dreamer: str, planner: str = "actor", actor_action: str = "mode", cem_horizon: int = 12,
-                 cem_iterations: int = 10, cem_candidates: int = 1000, cem_top: int = 100):
+    def __init__(self, env_name: str, action_space: Any, dreamer: str, planner: str = "actor", actor_action: str = "mode",
+                 cem_horizon: int = 12, cem_iterations: int = 10, cem_candidates: int = 1000, cem_top: int = 100):
         from wm.dreamer.agent import agent_from_artifact
 
         self.tf = tensorflow()
