@@ -30,7 +30,7 @@ import numpy as np
 
 from wm.actions import dreamer_model_action, memory_inputs
 from wm.config import StageConfig, option
-from wm.envs import default_max_steps
+from wm.envs import check_frames_per_step, default_max_steps, frames_per_step
 from wm.envs.policies import RANDOM_POLICIES
 from wm.errors import ArtifactError, ConfigError, UsageError
 from wm.io.artifact import open_artifact
@@ -110,10 +110,9 @@ def prepare(config: DreamConfig, inputs: Mapping[str, Any]) -> DreamConfig:
         dreamer, compare = inputs["dreamer"], inputs["compare"]
         if not json.loads(dreamer.attr("agent_shape_json"))["image"]:
             raise ArtifactError(f"{dreamer.path} observes vectors, not images; there is nothing to decode into a picture.")
-        repeat = int(dreamer.attr("action_repeat", 1))
-        if compare is not None and int(compare.attr("action_repeat", 1)) != repeat:
-            raise ArtifactError(f"{compare.path} holds one step every {int(compare.attr('action_repeat', 1))} frames, but "
-                                f"{dreamer.path} acts every {repeat}; compare it with its own replay instead.")
+        if compare is not None:
+            check_frames_per_step(compare, frames_per_step(dreamer), str(compare.path), str(dreamer.path),
+                                  "; compare it with its own replay instead.")
         return config
     vae, mdnrnn, compare, controller = inputs["vae"], inputs["mdnrnn"], inputs["compare"], inputs["controller"]
     if vae is None or mdnrnn is None:

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from wm.config import StageConfig, option
-from wm.envs import default_max_steps
+from wm.envs import default_max_steps, frames_per_step
 from wm.errors import ConfigError, Interrupted, UsageError
 from wm.io.artifact import create_dataset, open_artifact
 from wm.io.inspect import evaluation_sentence
@@ -153,7 +153,7 @@ def compute(config: EvaluateConfig, inputs: Mapping[str, Any], seed: int, output
 def dreamer_agent_description(artifact: Any) -> str:
     """Which of a `dreamer` artifact's agents its readers load: the last one, or the one of its best evaluation."""
     kept = artifact.file.attrs.get("kept", "last")  # artifacts from before --keep hold the last agent only
-    repeat = int(artifact.attr("action_repeat", 1))
+    repeat = frames_per_step(artifact)
     acting = f"; it acts every {repeat} frames and holds its action in between" if repeat > 1 else ""
     if kept == "best":
         beside = "the last agent is stored beside it" if "other_agent" in artifact.file else "it is also the last agent"

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from wm.config import StageConfig, option
-from wm.envs import check_env_name, make_env
+from wm.envs import check_env_name, check_frames_per_step, make_env
 from wm.envs.spaces import is_image_space, space_to_json
 from wm.errors import ArtifactError, ConfigError, Interrupted
 from wm.io.rollouts import compression_option
@@ -243,9 +243,9 @@ def prepare(config: TrainDreamerConfig, inputs: Mapping[str, Any]) -> TrainDream
     if prefill is not None and (prefill.attr("env_id") != config.env or (prefill.attr("observation_space_json"), prefill.attr("action_space_json")) != spaces_json):
         raise ArtifactError(f"--prefill {prefill.path} was recorded in {prefill.attr('env_id')} with other spaces; "
                             f"it cannot fill the replay of {config.env}.")
-    if prefill is not None and int(prefill.attr("action_repeat", 1)) != config.action_repeat:
-        raise ArtifactError(f"--prefill {prefill.path} holds one step every {int(prefill.attr('action_repeat', 1))} frames, but this run's "
-                            f"agent acts every {config.action_repeat} (--action-repeat); it cannot fill the replay.")
+    if prefill is not None:
+        check_frames_per_step(prefill, config.action_repeat, f"--prefill {prefill.path}", "this run's agent",
+                              " (--action-repeat); it cannot fill the replay.")
     return config
 
 

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from wm.errors import UsageError
+from wm.errors import ArtifactError, UsageError
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,18 @@ def make_env(name: str, max_steps: int | None = None, **kwargs: Any) -> Any:
 
     return gym.make(name, max_episode_steps=limit, **kwargs)
 
+
+
+def frames_per_step(artifact: Any) -> int:
+    """How many frames one recorded (or acted) step of an artifact spans: its --action-repeat, 1 for files without one."""
+    return int(artifact.attr("action_repeat", 1))
+
+
+def check_frames_per_step(recording: Any, repeat: int, name: str, agent: str, ending: str) -> None:
+    """ArtifactError unless `recording` holds one step every `repeat` frames, the step of `agent`."""
+    found = frames_per_step(recording)
+    if found != repeat:
+        raise ArtifactError(f"{name} holds one step every {found} frames, but {agent} acts every {repeat}{ending}")
 
 
 def action_name(name: str, action: int) -> str:
