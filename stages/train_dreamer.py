@@ -40,7 +40,7 @@ SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layer
 LEARNING_FIELDS = (
     "model_lr", "actor_lr", "critic_lr", "grad_clip", "kl_alpha", "kl_free", "kl_scale", "discount_scale",
     "gamma", "lambda_", "horizon", "rho", "eta", "target_every", "kl_mode", "kl_dyn_scale", "kl_rep_scale",
-    "return_norm", "return_low", "return_high", "return_rate", "slow_critic_rate", "slow_critic_reg",
+    "return_norm", "return_low", "return_high", "return_rate", "slow_critic_rate", "slow_critic_reg", "replay_value_scale",
 )
 
 # DreamerV3's robustness pieces (Hafner et al. 2023; values of danijar/dreamerv3's configs), all on: the `-v3` presets.
@@ -120,6 +120,7 @@ class TrainDreamerConfig(StageConfig):
     kl_rep_scale: float = option(0.1, "--kl-mode free-bits: weight of the KL that trains the posterior (DreamerV3: 0.1).", fingerprint="unless-default")
     slow_critic_rate: float = option(0.0, "0: the target critic is a hard copy every target_every updates and gives the returns' bootstrap (DreamerV2). > 0: a slow critic, an EMA of the critic at this rate per update, whose predictions regularise the critic (DreamerV3: 0.02).", fingerprint="unless-default")
     slow_critic_reg: float = option(1.0, "Weight of the slow critic's regulariser (DreamerV3: 1).", fingerprint="unless-default")
+    replay_value_scale: float = option(0.0, "Weight of a second critic loss on the replay's own windows: lambda-returns of their real rewards and episode ends, bootstrapped from each state's imagined return, so that an ending far beyond the imagination horizon still reaches the critic (DreamerV3's later versions: 0.3).", fingerprint="unless-default")
     norm: str = option("none", "Normalisation before each hidden activation of the MLPs, CNNs and RSSM (DreamerV3: LayerNorm; newer versions RMSNorm).", choices=("none", "layer", "rms"), fingerprint="unless-default")
     activation: str = option("elu", "Hidden activation (DreamerV2: ELU; DreamerV3: SiLU).", choices=("elu", "silu"), fingerprint="unless-default")
     planner: str = option("actor", "What acts in the environment: the actor, or PlaNet's cross-entropy planning over the world model (the actor-critic still learns).", choices=("actor", "cem"))
@@ -188,7 +189,7 @@ class TrainDreamerConfig(StageConfig):
             raise ConfigError(f"'return_rate' must lie in (0, 1]; got {self.return_rate}.")
         if not 0 <= self.slow_critic_rate <= 1:
             raise ConfigError(f"'slow_critic_rate' must lie in [0, 1]; got {self.slow_critic_rate}.")
-        for name in ("kl_dyn_scale", "kl_rep_scale", "slow_critic_reg"):
+        for name in ("kl_dyn_scale", "kl_rep_scale", "slow_critic_reg", "replay_value_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"'{name}' must be 0 or more; got {getattr(self, name)}.")
         if self.kl_mode == "balance" and (self.kl_dyn_scale, self.kl_rep_scale) != (0.5, 0.1):

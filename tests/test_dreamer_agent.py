@@ -35,7 +35,7 @@ def _batch(image, action_kind, b=2, length=6, action_dim=2, seed=0):
     return {k: tf.constant(v) for k, v in batch.items()}
 
 
-def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4, v3=False):
+def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4, v3=False, **options):
     from wm.config import resolve_config
     from wm.stages.train_dreamer import V3, TrainDreamerConfig, learning_for
 
@@ -43,7 +43,7 @@ def _agent(image, action_kind, latent="categorical", seed=0, model_lr=2e-4, v3=F
     pieces = {key: V3.get(key, old) for key, old in BEFORE_V3_SHAPE.items()} if v3 else BEFORE_V3_SHAPE
     shape = AgentShape(image=image, observation_dim=0 if image else 3, action_dim=2, action_kind=action_kind, latent=latent, **TINY,
                        **{**pieces, "symlog": v3 and not image})
-    explicit = {"horizon": 5, "target_every": 2, "model_lr": model_lr, **(V3 if v3 else {})}
+    explicit = {"horizon": 5, "target_every": 2, "model_lr": model_lr, **(V3 if v3 else {}), **options}
     return Agent(shape, learning_for(resolve_config(TrainDreamerConfig, explicit=explicit)))
 
 
@@ -105,6 +105,39 @@ def test_v3_updates_run_stay_finite_and_move_the_slow_critic_by_its_rate(image, 
     low, high = (v.numpy() for v in agent.return_range)
     assert low <= high and (low, high) != (0.0, 0.0), "the return percentiles' EMAs moved"
     assert metrics["imagine/return_scale"].numpy() == pytest.approx(max(1.0, high - low))
+
+
+@pytest.mark.parametrize("v3", [False, True])  # MSE critic with a target copy; two-hot critic with a slow one
+def test_the_replay_value_loss_is_the_critics_loss_on_the_replays_lambda_returns(v3):
+    from wm.dreamer import losses
+    from wm.dreamer.distributions import twohot_loss
+
+    agent = _agent(False, "categorical", v3=v3, replay_value_scale=0.3)
+    batch = _batch(False, "categorical", length=6)
+    _, _, posterior = agent.world_model_loss(batch, tf.constant([0, 0]))
+    start = {k: tf.reshape(v, [12, *v.shape[2:]]) for k, v in posterior.items()}
+    states, actions = agent.imagine(start, tf.constant([0, 1]))
+    replay = {k: batch[k] for k in ("reward", "terminated", "has_next")}
+    _, plain, _ = agent.behaviour_losses(states, actions)
+    _, with_replay, metrics = agent.behaviour_losses(states, actions, replay)
+    assert with_replay.numpy() == pytest.approx(plain.numpy() + 0.3 * metrics["critic/replay_loss"].numpy(), rel=1e-5)
+
+    # The loss itself, from made-up critic outputs, imagined returns and slow values at the 2 x 6 starts.
+    rng = np.random.default_rng(3)
+    out = tf.constant(rng.normal(size=(12, 255 if v3 else 1)).astype(np.float32))
+    boot = rng.normal(size=12).astype(np.float32)
+    slow = tf.constant(rng.normal(size=(5, 12)).astype(np.float32)) if v3 else None
+    loss, returns = agent._replay_value_loss(replay, out, tf.constant(boot), slow)
+    expected_returns, weights = losses.replay_lambda_returns(*replay.values(), tf.constant(boot.reshape(2, 6)), agent.learning.gamma, 0.95)
+    np.testing.assert_allclose(returns.numpy(), expected_returns.numpy())
+    r, w = expected_returns.numpy().ravel(), weights.numpy().ravel()
+    if v3:
+        ce = lambda target: twohot_loss(out, tf.constant(target), agent.bins).numpy()  # noqa: E731
+        expected = np.mean(w * (ce(r) + ce(slow.numpy()[0])))
+    else:
+        expected = np.mean(w * 0.5 * (out.numpy()[:, 0] - r) ** 2)
+    assert loss.numpy() == pytest.approx(expected, rel=1e-5)
+    assert w.sum() == 10, "the two windows' last steps hold no real step after them (one of them is a termination: it does)"
 
 
 def test_dreamerv2_agents_keep_their_weights_list():

@@ -283,3 +283,31 @@ def test_critic_losses_with_a_slow_critic_regulariser():
     ce = lambda target: distributions.twohot_loss(logits, target, bins).numpy()  # noqa: E731
     twohot = losses.twohot_critic_loss(logits, returns, weights, bins, slow_value=slow, slow_reg=2.0).numpy()
     assert twohot == pytest.approx(np.mean(weights.numpy() * (ce(returns) + 2.0 * ce(slow))), rel=1e-6)
+
+
+def test_replay_lambda_returns_match_a_plain_loop_over_each_window():
+    rng = np.random.default_rng(6)
+    batch, length, gamma, lam = 5, 9, 0.97, 0.8
+    reward, boot = rng.normal(size=(batch, length)), rng.normal(size=(batch, length))
+    terminated = np.zeros((batch, length), bool)
+    has_next = np.ones((batch, length), bool)
+    has_next[:, -1] = False
+    terminated[0, 3], has_next[0, 3] = True, False  # an episode ends by termination, the next one starts at 4
+    has_next[1, 5] = False  # a truncated episode's last step
+    terminated[2, -1] = True  # termination at the window's end
+    returns, weights = losses.replay_lambda_returns(*map(tf.constant, (reward, terminated, has_next, boot)), gamma, lam)
+    expected = np.zeros((batch, length))
+    for b in range(batch):
+        for t in range(length - 1, -1, -1):
+            if has_next[b, t]:
+                expected[b, t] = reward[b, t] + gamma * (1 - terminated[b, t]) * ((1 - lam) * boot[b, t + 1] + lam * expected[b, t + 1])
+            elif terminated[b, t]:
+                expected[b, t] = reward[b, t]
+            else:
+                expected[b, t] = boot[b, t]
+    np.testing.assert_allclose(returns.numpy(), expected, rtol=1e-12)
+    np.testing.assert_array_equal(weights.numpy(), has_next | terminated)
+    # lambda 1 on a window without ends is the discounted sum of its rewards bootstrapped from the last imagined return.
+    returns, _ = losses.replay_lambda_returns(*map(tf.constant, (reward[3:4], terminated[3:4], has_next[3:4], boot[3:4])), gamma, 1.0)
+    direct = sum(gamma**i * reward[3, i] for i in range(length - 1)) + gamma ** (length - 1) * boot[3, -1]
+    assert returns.numpy()[0, 0] == pytest.approx(direct, rel=1e-12)

@@ -90,12 +90,14 @@ class Learning:
     return_rate: float
     slow_critic_rate: float  # 0: hard target copies every target_every updates; > 0: an EMA critic that regularises (DreamerV3)
     slow_critic_reg: float
+    replay_value_scale: float  # > 0: the critic also learns lambda-returns along the replay's windows (DreamerV3's later versions: 0.3)
 
 
 # Fields added with the DreamerV3 options and --action-repeat, and the values under which agents written before them were trained.
 BEFORE_V3_SHAPE = {"action_repeat": 1, "symlog": False, "twohot_bins": 0, "norm": "none", "activation": "elu", "unimix": 0.0}
 BEFORE_V3_LEARNING = {"kl_mode": "balance", "kl_dyn_scale": 0.5, "kl_rep_scale": 0.1, "return_norm": "none", "return_low": 5.0,
-                      "return_high": 95.0, "return_rate": 0.01, "slow_critic_rate": 0.0, "slow_critic_reg": 1.0}
+                      "return_high": 95.0, "return_rate": 0.01, "slow_critic_rate": 0.0, "slow_critic_reg": 1.0,
+                      "replay_value_scale": 0.0}
 
 
 class Agent(keras.Model):
@@ -220,8 +222,12 @@ class Agent(keras.Model):
         """`horizon` steps of the actor in the transition predictor from `start` [N, ..]: states [H + 1, N, ..], actions [H, N, A]."""
         return self.rssm.imagine(self.policy, start, self.learning.horizon, seed)
 
-    def behaviour_losses(self, states: dict[str, Any], actions: Any) -> tuple[Any, Any, dict[str, Any]]:
-        """(actor loss, critic loss, metrics) of an imagined trajectory (states [H + 1, N, ..], actions [H, N, A])."""
+    def behaviour_losses(self, states: dict[str, Any], actions: Any, replay: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+        """(actor loss, critic loss, metrics) of an imagined trajectory (states [H + 1, N, ..], actions [H, N, A]).
+
+        With `replay` (the batch's reward, terminated and has_next [B, L], whose posterior states are the N = B L
+        starts) and `Learning.replay_value_scale` > 0, the critic also learns the replay's own lambda-returns.
+        """
         learning = self.learning
         feat = self.rssm.features(states)  # [H + 1, N, F]
         reward = self.scalar(self.reward_head, feat[1:])  # [H, N]
@@ -254,6 +260,14 @@ class Agent(keras.Model):
         else:
             value = tf.squeeze(out, -1)
             critic = losses.critic_loss(value, returns, weights, slow_value, learning.slow_critic_reg)
+        if replay is not None and learning.replay_value_scale > 0:
+            # The starts feat[0] are the replay's posterior states: their imagined returns bootstrap real sequences, whose
+            # rewards and episode ends then reach the critic however far beyond the imagination horizon they lie.
+            replay_loss, replay_returns = self._replay_value_loss(replay, out[0], returns[0], slow_value)
+            critic += learning.replay_value_scale * replay_loss
+            metrics_replay = {"critic/replay_loss": replay_loss, "critic/replay_return": tf.reduce_mean(replay_returns)}
+        else:
+            metrics_replay = {}
         metrics = {
             "actor/loss": actor["loss"], "actor/entropy": actor["entropy"], "actor/advantage": actor["advantage"],
             "critic/loss": critic, "critic/value": tf.reduce_mean(value), "imagine/reward": tf.reduce_mean(reward),
@@ -261,7 +275,25 @@ class Agent(keras.Model):
         }
         if scale is not None:
             metrics["imagine/return_scale"] = scale
+        metrics.update(metrics_replay)
         return actor["loss"], critic, metrics
+
+    def _replay_value_loss(self, replay: dict[str, Any], start_out: Any, start_returns: Any, slow_value: Any) -> tuple[Any, Any]:
+        """The critic's loss on the replay's lambda-returns (`losses.replay_lambda_returns`) and those returns [B, L].
+
+        start_out: the critic's output at the starts [N, ..]; start_returns: their imagined lambda-returns [N];
+        slow_value: the slow critic's values over the imagination [H, N] (or None).
+        """
+        learning = self.learning
+        b, length = tf.shape(replay["reward"])[0], replay["reward"].shape[1]
+        window = lambda x: tf.reshape(x, tf.concat([[b, length], tf.shape(x)[1:]], 0))  # noqa: E731 [N, ..] -> [B, L, ..]
+        returns, weights = losses.replay_lambda_returns(
+            replay["reward"], replay["terminated"], replay["has_next"], window(tf.stop_gradient(start_returns)), learning.gamma, learning.lambda_)
+        slow = window(slow_value[0]) if slow_value is not None else None
+        if self.bins is not None:
+            return losses.twohot_critic_loss(window(start_out), returns, weights, self.bins, slow, learning.slow_critic_reg), returns
+        value = tf.squeeze(window(start_out), -1)
+        return losses.critic_loss(value, returns, weights, slow, learning.slow_critic_reg), returns
 
     def _update(self, batch: dict[str, Any], seed: Any) -> dict[str, Any]:
         """One update of the world model, then of the actor and the critic in its imagination (compiled as `train_step`)."""
@@ -280,7 +312,8 @@ class Agent(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             if dynamics_backprop:
                 states, actions = self.imagine(start, imagine_seed)
-            actor_loss, critic_loss, behaviour = self.behaviour_losses(states, actions)
+            replay = {k: batch[k] for k in ("reward", "terminated", "has_next")}
+            actor_loss, critic_loss, behaviour = self.behaviour_losses(states, actions, replay)
         actor_variables, critic_variables = self.actor.trainable_variables, self.critic.trainable_variables
         self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, actor_variables), actor_variables))
         self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, critic_variables), critic_variables))

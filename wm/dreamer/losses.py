@@ -35,6 +35,31 @@ def lambda_returns(reward: Any, value: Any, discount: Any, lambda_: float) -> An
     return tf.stack(returns[::-1], axis=0)
 
 
+def replay_lambda_returns(reward: Any, terminated: Any, has_next: Any, boot: Any, gamma: float, lambda_: float) -> tuple[Any, Any]:
+    """lambda-returns along the replay's own windows (DreamerV3's replay value loss), batch-major [B, L].
+
+    reward r_t, terminated and has_next as in a training batch (wm.dreamer.agent); boot B_t, the imagined
+    lambda-return from the posterior state of x_t. Where x_{t+1} follows in the window,
+    R_t = r_t + gamma (1 - terminated_t) ((1 - lambda) B_{t+1} + lambda R_{t+1}); where the episode ends
+    after a_t, R_t = r_t; elsewhere (a window's or a truncated episode's last step) R_t = B_t.
+    Returns (R [B, L], weights [B, L]): weight 1 where R_t holds a real step, 0 where it is B_t alone.
+    """
+    length = reward.shape[1]
+    continues = gamma * (1.0 - tf.cast(terminated, reward.dtype))
+    ended = tf.cast(terminated, tf.bool)
+    following = None
+    returns = []
+    for t in reversed(range(length)):
+        current = tf.where(ended[:, t], reward[:, t], boot[:, t])
+        if following is not None:
+            recursive = reward[:, t] + continues[:, t] * ((1.0 - lambda_) * boot[:, t + 1] + lambda_ * following)
+            current = tf.where(has_next[:, t], recursive, current)
+        returns.append(current)
+        following = current
+    weights = tf.cast(tf.logical_or(has_next, ended), reward.dtype)
+    return tf.stack(returns[::-1], axis=1), weights
+
+
 def trajectory_weights(discount: Any) -> Any:
     """w_t = prod_{i < t} gamma_i for t = 0 .. H - 1 from discount [H, batch]; no gradient flows through it."""
     discount = tf.stop_gradient(discount)
