@@ -117,7 +117,8 @@ def profile_update(agent: object, sampler: object, batch_size: int, rng: np.rand
 
     def behaviour() -> object:
         with tf.GradientTape(persistent=True) as tape:
-            actor_loss, critic_loss, _ = agent.behaviour_losses(states, actions)
+            replay = {k: batch[k] for k in ("reward", "terminated", "has_next")}
+            actor_loss, critic_loss, _ = agent.behaviour_losses(states, actions, replay)
         return tape.gradient(actor_loss, agent.actor.trainable_variables), tape.gradient(critic_loss, agent.critic.trainable_variables)
 
     heads = agent.reward_head.trainable_variables + agent.discount_head.trainable_variables

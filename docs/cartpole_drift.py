@@ -1,0 +1,115 @@
+"""Why a Dreamer agent loses CartPole: where its carts end, what its critic thinks of the cart's position,
+and whether its world model sees the end of the track coming (the README's CartPole section).
+
+    python docs/cartpole_drift.py --artifact runs/cartpole-v3/dreamer.h5 [--episodes 10]
+    python docs/cartpole_drift.py --checkpoint runs/cartpole-v3/dreamer.ckpt/checkpoint.h5 --preset cartpole-v3
+
+1. `--episodes` episodes on fresh seeds (20,000 + i), the actor's most likely actions: each one's return and
+   the cart's final position x; then the critic's value of the posterior states, averaged by x.
+2. With a replay (`<out stem>.replay.h5` beside an artifact, `replay.h5` beside a checkpoint, or `--replay`): of
+   its episodes that ended by termination with the cart beyond |x| = 2, the discount head's probability that
+   the episode continues after the last action (the prior state after it), for the last `--edge-episodes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+X_BINS = (-2.4, -1.8, -1.2, -0.6, -0.2, 0.2, 0.6, 1.2, 1.8, 2.4)
+
+
+def load(args: argparse.Namespace) -> tuple:
+    """(agent, replay path or None) of an artifact, or of a checkpoint with the preset it was trained with."""
+    from wm.dreamer.agent import Agent, agent_from_artifact
+    from wm.io.artifact import open_artifact
+    from wm.io.models import load_variables
+
+    if args.artifact:
+        with open_artifact(args.artifact, "dreamer") as artifact:
+            agent = agent_from_artifact(artifact)
+        replay = Path(args.artifact).with_suffix(".replay.h5")
+    else:
+        import gymnasium as gym
+
+        from wm.config import resolve_config
+        from wm.stages.train_dreamer import TrainDreamerConfig, agent_shape_for, learning_for
+
+        config = resolve_config(TrainDreamerConfig, preset=args.preset)
+        env = gym.make(config.env)
+        agent = Agent(agent_shape_for(config, env.observation_space, env.action_space, config.env), learning_for(config))
+        with h5py.File(args.checkpoint, "r") as f:
+            load_variables(f["variables"]["agent"], list(agent.weights), args.checkpoint)
+        replay = Path(args.checkpoint).with_name("replay.h5")
+    replay = Path(args.replay) if args.replay else replay
+    return agent, replay if replay.exists() else None
+
+
+def episodes(agent, count: int, tf) -> None:
+    """Part 1: returns, final positions and the critic's value by cart position."""
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    xs, values = [], []
+    for episode in range(count):
+        obs, _ = env.reset(seed=20_000 + episode)
+        state, previous = agent.rssm.initial(1), tf.zeros([1, agent.shape.action_dim])
+        done, total = False, 0.0
+        while not done:
+            previous, state = agent.act(tf.constant(obs[None], tf.float32), state, previous, tf.constant([episode, int(total)]), False)
+            xs.append(obs[0])
+            values.append(float(agent.scalar(agent.critic, agent.rssm.features(state))[0]))
+            obs, reward, terminated, truncated, _ = env.step(int(np.argmax(previous.numpy()[0])))
+            total += reward
+            done = terminated or truncated
+        print(f"episode {episode}: return {total:.0f}, final x {obs[0]:+.2f}" + (" (terminated)" if terminated else ""))
+    xs, values = np.array(xs), np.array(values)
+    print("critic's value of the real states by cart position:")
+    for low, high in zip(X_BINS[:-1], X_BINS[1:]):
+        inside = (xs >= low) & (xs < high)
+        if inside.any():
+            print(f"  x in [{low:+.1f}, {high:+.1f}): {inside.sum():5d} states, value {values[inside].mean():6.1f} +- {values[inside].std():.1f}")
+
+
+def edge_endings(agent, replay: Path, last: int, tf) -> None:
+    """Part 2: the discount head's p(continue) after the last action of episodes that ended at the track's edge."""
+    with h5py.File(replay, "r") as f:
+        obs, action, terminated = f["obs"][:], f["action"][:], f["terminated"][:]
+        starts, lengths = f["episode/start"][:], f["episode/length"][:]
+    ended = [(s, n) for s, n in zip(starts, lengths) if terminated[s + n - 1]]
+    edge = [(s, n) for s, n in ended if abs(obs[s + n - 1, 0]) > 2.0]
+    print(f"replay {replay}: {len(starts)} episodes, {len(ended)} ended by termination, {len(edge)} of them with the cart beyond |x| = 2")
+    for start, length in edge[-last:]:
+        state, previous = agent.rssm.initial(1), tf.zeros([1, agent.shape.action_dim])
+        for t in range(start, start + length):
+            state, _ = agent.rssm.obs_step(state, previous, agent.encoder(tf.constant(obs[t:t + 1], tf.float32)), tf.constant([0, t]))
+            previous = tf.one_hot([int(action[t])], agent.shape.action_dim)
+        after = agent.rssm.img_step(state, previous, tf.constant([1, start + length - 1]))
+        continues = float(tf.sigmoid(agent.discount_head(agent.rssm.features(after)))[0, 0])
+        print(f"  an episode of {length} steps, last x {obs[start + length - 1, 0]:+.2f}: p(continue) after its last action {continues:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--artifact", help="a `dreamer` artifact of CartPole-v1")
+    source.add_argument("--checkpoint", help="a `wm train-dreamer` checkpoint (with --preset)")
+    parser.add_argument("--preset", default="cartpole-v3", help="the preset the checkpoint was trained with")
+    parser.add_argument("--replay", help="a replay file other than the one beside the artifact or checkpoint")
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--edge-episodes", type=int, default=4)
+    args = parser.parse_args()
+    from wm.tfsetup import tensorflow
+
+    tf = tensorflow()
+    agent, replay = load(args)
+    episodes(agent, args.episodes, tf)
+    if replay is not None:
+        edge_endings(agent, replay, args.edge_episodes, tf)
+
+
+if __name__ == "__main__":
+    main()
