@@ -87,6 +87,7 @@ def update_rate(preset: str, rollouts: Path, updates: int, xla: bool = False, pr
 
 def profile_update(agent: object, sampler: object, batch_size: int, rng: np.random.Generator, repeats: int) -> dict[str, float]:
     """Seconds per update spent in each part of it, each part compiled (tf.function) and timed alone."""
+    from wm.dreamer.agent import REPLAY_VALUE_KEYS
     from wm.tfsetup import tensorflow
 
     tf = tensorflow()
@@ -117,7 +118,7 @@ def profile_update(agent: object, sampler: object, batch_size: int, rng: np.rand
 
     def behaviour() -> object:
         with tf.GradientTape(persistent=True) as tape:
-            replay = {k: batch[k] for k in ("reward", "terminated", "has_next")}
+            replay = {k: batch[k] for k in REPLAY_VALUE_KEYS}
             actor_loss, critic_loss, _ = agent.behaviour_losses(states, actions, replay)
         return tape.gradient(actor_loss, agent.actor.trainable_variables), tape.gradient(critic_loss, agent.critic.trainable_variables)
 

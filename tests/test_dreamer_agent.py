@@ -8,7 +8,7 @@ from wm.tfsetup import keras, tensorflow
 tf = tensorflow()
 keras = keras()
 
-from wm.dreamer.agent import BEFORE_V3_SHAPE, Agent, AgentShape  # noqa: E402
+from wm.dreamer.agent import BEFORE_V3_SHAPE, REPLAY_VALUE_KEYS, Agent, AgentShape  # noqa: E402
 
 TINY = dict(deter=16, stoch=4, classes=4, hidden=16, units=16, layers=1, cnn_depth=4)
 
@@ -117,7 +117,7 @@ def test_the_replay_value_loss_is_the_critics_loss_on_the_replays_lambda_returns
     _, _, posterior = agent.world_model_loss(batch, tf.constant([0, 0]))
     start = {k: tf.reshape(v, [12, *v.shape[2:]]) for k, v in posterior.items()}
     states, actions = agent.imagine(start, tf.constant([0, 1]))
-    replay = {k: batch[k] for k in ("reward", "terminated", "has_next")}
+    replay = {k: batch[k] for k in REPLAY_VALUE_KEYS}
     _, plain, _ = agent.behaviour_losses(states, actions)
     _, with_replay, metrics = agent.behaviour_losses(states, actions, replay)
     assert with_replay.numpy() == pytest.approx(plain.numpy() + 0.3 * metrics["critic/replay_loss"].numpy(), rel=1e-5)

@@ -99,6 +99,9 @@ BEFORE_V3_LEARNING = {"kl_mode": "balance", "kl_dyn_scale": 0.5, "kl_rep_scale":
                       "return_high": 95.0, "return_rate": 0.01, "slow_critic_rate": 0.0, "slow_critic_reg": 1.0,
                       "replay_value_scale": 0.0}
 
+# What the replay value loss reads of a training batch (`Agent.behaviour_losses`' `replay`).
+REPLAY_VALUE_KEYS = ("reward", "terminated", "has_next")
+
 
 class Agent(keras.Model):
     """World model (encoder, RSSM, decoder, reward and discount heads) and actor, critic, target critic."""
@@ -254,20 +257,15 @@ class Agent(keras.Model):
         critic_in = tf.stop_gradient(feat[:-1])
         slow_value = tf.stop_gradient(self.scalar(self.target_critic, critic_in)) if slow else None
         out = critic_out[:-1] if critic_out is not None else self.critic(critic_in)
-        if self.bins is not None:
-            value = twohot_mean(out, self.bins)
-            critic = losses.twohot_critic_loss(out, returns, weights, self.bins, slow_value, learning.slow_critic_reg)
-        else:
-            value = tf.squeeze(out, -1)
-            critic = losses.critic_loss(value, returns, weights, slow_value, learning.slow_critic_reg)
+        value = twohot_mean(out, self.bins) if self.bins is not None else tf.squeeze(out, -1)
+        critic = self._critic_regression(out, returns, weights, slow_value)
+        replay_metrics = {}
         if replay is not None and learning.replay_value_scale > 0:
             # The starts feat[0] are the replay's posterior states: their imagined returns bootstrap real sequences, whose
             # rewards and episode ends then reach the critic however far beyond the imagination horizon they lie.
             replay_loss, replay_returns = self._replay_value_loss(replay, out[0], returns[0], slow_value)
             critic += learning.replay_value_scale * replay_loss
-            metrics_replay = {"critic/replay_loss": replay_loss, "critic/replay_return": tf.reduce_mean(replay_returns)}
-        else:
-            metrics_replay = {}
+            replay_metrics = {"critic/replay_loss": replay_loss, "critic/replay_return": tf.reduce_mean(replay_returns)}
         metrics = {
             "actor/loss": actor["loss"], "actor/entropy": actor["entropy"], "actor/advantage": actor["advantage"],
             "critic/loss": critic, "critic/value": tf.reduce_mean(value), "imagine/reward": tf.reduce_mean(reward),
@@ -275,8 +273,15 @@ class Agent(keras.Model):
         }
         if scale is not None:
             metrics["imagine/return_scale"] = scale
-        metrics.update(metrics_replay)
+        metrics.update(replay_metrics)
         return actor["loss"], critic, metrics
+
+    def _critic_regression(self, out: Any, targets: Any, weights: Any, slow_value: Any) -> Any:
+        """The critic's weighted loss on `targets` from its outputs `out` [.., K or 1]: two-hot or MSE, with the slow critic's regulariser."""
+        reg = self.learning.slow_critic_reg
+        if self.bins is not None:
+            return losses.twohot_critic_loss(out, targets, weights, self.bins, slow_value, reg)
+        return losses.critic_loss(tf.squeeze(out, -1), targets, weights, slow_value, reg)
 
     def _replay_value_loss(self, replay: dict[str, Any], start_out: Any, start_returns: Any, slow_value: Any) -> tuple[Any, Any]:
         """The critic's loss on the replay's lambda-returns (`losses.replay_lambda_returns`) and those returns [B, L].
@@ -290,10 +295,7 @@ class Agent(keras.Model):
         returns, weights = losses.replay_lambda_returns(
             replay["reward"], replay["terminated"], replay["has_next"], window(tf.stop_gradient(start_returns)), learning.gamma, learning.lambda_)
         slow = window(slow_value[0]) if slow_value is not None else None
-        if self.bins is not None:
-            return losses.twohot_critic_loss(window(start_out), returns, weights, self.bins, slow, learning.slow_critic_reg), returns
-        value = tf.squeeze(window(start_out), -1)
-        return losses.critic_loss(value, returns, weights, slow, learning.slow_critic_reg), returns
+        return self._critic_regression(window(start_out), returns, weights, slow), returns
 
     def _update(self, batch: dict[str, Any], seed: Any) -> dict[str, Any]:
         """One update of the world model, then of the actor and the critic in its imagination (compiled as `train_step`)."""
@@ -312,7 +314,7 @@ class Agent(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             if dynamics_backprop:
                 states, actions = self.imagine(start, imagine_seed)
-            replay = {k: batch[k] for k in ("reward", "terminated", "has_next")}
+            replay = {k: batch[k] for k in REPLAY_VALUE_KEYS}
             actor_loss, critic_loss, behaviour = self.behaviour_losses(states, actions, replay)
         actor_variables, critic_variables = self.actor.trainable_variables, self.critic.trainable_variables
         self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, actor_variables), actor_variables))
