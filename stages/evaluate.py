@@ -8,7 +8,8 @@ Runs `episodes` real episodes in parallel over the executor, with environment se
 evaluation only and checked against every seed the controller met in training (`training_env_seeds`),
 and reports the mean +- standard deviation of the returns (the paper: 100 episodes). Beside it, the
 same controller's score in the dream it was trained in (`dream_episodes` dreams). `--video` replays
-the best and the worst episode and writes them side by side.
+the best and the worst episode and writes them side by side (the frames the agent saw, or env.render()
+where it observes numbers).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from wm.config import StageConfig, option
-from wm.envs import default_max_steps, frames_per_step
+from wm.envs import ENVIRONMENTS, default_max_steps, frames_per_step
 from wm.errors import ConfigError, Interrupted, UsageError
 from wm.io.artifact import create_dataset, open_artifact
 from wm.io.inspect import evaluation_sentence
@@ -236,15 +237,26 @@ def _write_video(config: EvaluateConfig, kind: str, controller_path: str, env_id
 
     best, worst = int(np.argmax(returns)), int(np.argmin(returns))
     spec = _policy_spec(config, kind, controller_path)
-    tasks = [EpisodeTask(env_id, int(config.max_steps), spec, int(run_seed), int(indices[i]), dict(config.env_kwargs)) for i in (best, worst)]
+    # wm's own environments observe 64x64 frames; a gymnasium id (CartPole, Pendulum) observes numbers, so its video is
+    # what env.render() draws, same episodes (rendering draws no random numbers).
+    rendered = env_id not in ENVIRONMENTS
+    env_kwargs = {**config.env_kwargs, "render_mode": "rgb_array"} if rendered else dict(config.env_kwargs)
+    tasks = [EpisodeTask(env_id, int(config.max_steps), spec, int(run_seed), int(indices[i]), env_kwargs, render=rendered) for i in (best, worst)]
     with make_executor(config.backend, config.workers, ray_address=config.ray_address, task_timeout=config.task_timeout) as executor:
         replays = list(executor.map_ordered(run_episode, tasks))
     length = max(episode.length for episode in replays)
-    columns = [np.concatenate([e.obs, np.repeat(e.obs[-1:], length - e.length, axis=0)])[:: config.video_every] for e in replays]
+    columns = [_padded_frames(e.frames if rendered else e.obs, length)[:: config.video_every] for e in replays]
     labels = [f"best {replays[0].total_return:.0f}", f"worst {replays[1].total_return:.0f}"]
-    write_video(labelled_columns(columns, labels, 3), Path(config.video), fps=35.0 / config.video_every)
+    write_video(labelled_columns(columns, labels, 1 if rendered else 3), Path(config.video), fps=35.0 / config.video_every)
     log(f"Wrote {config.video}: the best (return {replays[0].total_return:.0f}) and the worst episode "
         f"(return {replays[1].total_return:.0f}), replayed from their seeds.")
+
+
+def _padded_frames(frames: np.ndarray, length: int, largest_side: int = 300) -> np.ndarray:
+    """[length, H, W, 3] frames: the last one held to `length`, big renderings shrunk (every k-th pixel) to about `largest_side`."""
+    step = max(1, -(-max(frames.shape[1:3]) // largest_side))
+    frames = frames[:, ::step, ::step]
+    return np.concatenate([frames, np.repeat(frames[-1:], length - len(frames), axis=0)])
 
 
 STAGE = Stage(

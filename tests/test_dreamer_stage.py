@@ -176,6 +176,27 @@ def test_the_shipped_agents_score_what_the_readme_says(tmp_path, agent, bound):
         assert f["episode/return"][:].mean() > bound, f["episode/return"][:]
 
 
+def test_a_video_of_a_vector_observation_agent_shows_what_the_environment_draws(tmp_path):
+    """CartPole observes 4 numbers; --video replays the episodes through env.render() instead."""
+    from PIL import Image
+
+    video = tmp_path / "cartpole.gif"
+    result = run_wm("evaluate", "--dreamer", str(Path(__file__).resolve().parents[1] / "artifacts/pretrained/dreamer-cartpole-v3.h5"),
+                    "--episodes", "2", "--max-steps", "30", "--seed", "5", "--backend", "serial", "--video", str(video),
+                    "--out", str(tmp_path / "evaluation.h5"))
+    assert result.returncode == 0, result.stderr
+    assert "XDG_RUNTIME_DIR" not in result.stderr  # headless rendering asks for no display
+    gif = Image.open(video)
+    # CartPole draws 600x400, shrunk by 2; two columns 2 pixels apart under a 14-pixel caption; 30 steps, every 2nd kept
+    assert gif.size == (2 * 300 + 2, 200 + 14) and 2 <= gif.n_frames <= 15
+    frames = []
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        frames.append(np.asarray(gif.convert("RGB"), np.int16))
+    assert any(np.abs(frame - frames[0]).max() > 0 for frame in frames[1:])  # the cart or the pole moves
+    assert (frames[0][14:] < 100).all(axis=-1).sum() > 500  # the black cart is drawn
+
+
 def test_contradictory_or_out_of_range_v3_options_are_refused(tmp_path):
     from wm.config import resolve_config
     from wm.errors import ConfigError

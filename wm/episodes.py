@@ -53,6 +53,7 @@ class EpisodeTask:
     index: int
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     record_frames: bool = True  # False: return no observations (evaluation needs only returns and lengths)
+    render: bool = False  # also return env.render() of each step (env_kwargs must hold render_mode="rgb_array")
 
 
 _ENV_CACHE: dict[str, Any] = {}
@@ -85,8 +86,10 @@ def run_episode(task: EpisodeTask) -> Episode:
     policy.reset(episode_policy_rng(task.seed, task.index))
     env_seed = episode_env_seed(task.seed, task.index)
     observation, _ = env.reset(seed=env_seed)
-    observations, actions, rewards, terminations, truncations = [], [], [], [], []
+    observations, actions, rewards, terminations, truncations, frames = [], [], [], [], [], []
     while True:
+        if task.render:
+            frames.append(env.render())
         action = policy.act(observation)
         next_observation, reward, terminated, truncated, _ = env.step(action)
         if task.record_frames:
@@ -107,4 +110,5 @@ def run_episode(task: EpisodeTask) -> Episode:
         reward=np.asarray(rewards, dtype=np.float32),
         terminated=np.asarray(terminations, dtype=bool),
         truncated=np.asarray(truncations, dtype=bool),
+        frames=np.asarray(frames, dtype=np.uint8) if task.render else None,
     )

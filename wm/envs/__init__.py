@@ -7,6 +7,7 @@ library; gymnasium, Box2D and ViZDoom load when an environment is made.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,8 @@ def make_env(name: str, max_steps: int | None = None, **kwargs: Any) -> Any:
         return getattr(importlib.import_module(module), function)(max_steps=limit, **kwargs)
     import gymnasium as gym
 
+    # Headless: pygame draws render_mode="rgb_array" frames without looking for a display (else SDL prints an error).
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     return gym.make(name, max_episode_steps=limit, **kwargs)
 
 

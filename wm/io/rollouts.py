@@ -53,6 +53,7 @@ class Episode:
     reward: np.ndarray  # [T] float32
     terminated: np.ndarray  # [T] bool
     truncated: np.ndarray  # [T] bool
+    frames: np.ndarray | None = None  # [T, H, W, 3] uint8 env.render() beside obs[i], only when asked for (videos); never stored
 
     @property
     def length(self) -> int:
