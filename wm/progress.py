@@ -32,6 +32,7 @@ class Progress:
         self.started = time.monotonic()
         self._last_log = self.started
         self._initial = initial
+        self._rate_started = self.started
         self._bar: Any = None
         if self.stream.isatty():
             from tqdm import tqdm
@@ -41,6 +42,10 @@ class Progress:
     def secondary_rate(self) -> float:
         """Secondary units (frames) per second since the start."""
         return self.secondary / max(1e-9, time.monotonic() - self.started)
+
+    def restart_rate(self) -> None:
+        """Estimate the ETA from here on only: work that ran at another pace (a fast random prefill) no longer counts."""
+        self._initial, self._rate_started = self.count, time.monotonic()
 
     def update(self, n: int = 1, *, secondary: int = 0, postfix: str = "") -> None:
         """Count `n` more items (and `secondary` more frames); `postfix` is shown after the rate (a loss).
@@ -60,7 +65,7 @@ class Progress:
             self._last_log = now
             elapsed = now - self.started
             done_here = self.count - self._initial
-            eta = max(0, self.total - self.count) * elapsed / done_here if done_here else float("nan")  # a run may pass its total
+            eta = max(0, self.total - self.count) * (now - self._rate_started) / done_here if done_here else float("nan")  # a run may pass its total
             extra = f", {self.secondary_rate():.0f} {self.secondary_unit}/s" if self.secondary_unit else ""
             extra += f", {postfix}" if postfix else ""
             print(

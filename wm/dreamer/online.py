@@ -304,6 +304,7 @@ class OnlineRun:
             return time.monotonic() - self._last_checkpoint >= config.checkpoint_seconds
 
         progress = Progress(config.steps, description=f"train-dreamer {config.env}", unit="steps", initial=state.env_steps)
+        rate_restarted = state.env_steps >= config.prefill_steps
         episode = None
         try:
             while episode is not None or state.env_steps < config.steps:
@@ -318,6 +319,9 @@ class OnlineRun:
                     self.train_step()
                 if episode.done:
                     self._store(episode, progress)
+                    if not rate_restarted and state.env_steps >= config.prefill_steps:
+                        progress.restart_rate()  # random prefill steps run far faster than training ones
+                        rate_restarted = True
                     if checkpoint_due():
                         self._save_with_time()
                     episode = None
