@@ -12,7 +12,7 @@ def _eta_seconds(line: str) -> float:
 
 def test_the_eta_counts_only_the_pace_after_a_restart(monkeypatch):
     """A fast prefill (1,000 steps in 1 s) followed by slow training (100 steps in 100 s) must not predict the rest at
-    the average pace of both (~9 s for the last 900 steps); from the restart on, the pace is 1 step a second."""
+    the average pace of both (~83 s for the last 900 steps); from the restart on, the pace is 1 step a second."""
     clock = [0.0]
     monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
     stream = io.StringIO()
