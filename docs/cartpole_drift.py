@@ -8,7 +8,8 @@ and whether its world model sees the end of the track coming (the README's CartP
    the cart's final position x; then the critic's value of the posterior states, averaged by x.
 2. With a replay (`<out stem>.replay.h5` beside an artifact, `replay.h5` beside a checkpoint, or `--replay`): of
    its episodes that ended by termination with the cart beyond |x| = 2, the discount head's probability that
-   the episode continues after the last action (the prior state after it), for the last `--edge-episodes`.
+   the episode continues after the last action (the prior state after it), for the last `--edge-episodes`;
+3. and how the replay's training episodes ended (at the edge, the pole fallen, not at all), `--block` steps a row.
 """
 
 from __future__ import annotations
@@ -92,6 +93,24 @@ def edge_endings(agent, replay: Path, last: int, tf) -> None:
         print(f"  an episode of {length} steps, last x {obs[start + length - 1, 0]:+.2f}: p(continue) after its last action {continues:.2f}")
 
 
+def endings_over_training(replay: Path, block: int) -> None:
+    """Part 3: how the replay's episodes ended, block by block of environment steps (training episodes, sampled actions)."""
+    with h5py.File(replay, "r") as f:
+        obs, terminated = f["obs"][:], f["terminated"][:]
+        starts, lengths = f["episode/start"][:], f["episode/length"][:]
+    print(f"how the replay's episodes ended, by blocks of {block} environment steps (an episode counts in the block it ends in):")
+    print("  steps           episodes  mean length  at the edge (|x| > 2)  pole fell  not terminated")
+    ends = np.cumsum(lengths)
+    for low in range(0, int(ends[-1]), block):
+        inside = [(s, n) for s, n, end in zip(starts, lengths, ends) if low < end <= low + block]
+        if not inside:
+            continue
+        ended = [(s, n) for s, n in inside if terminated[s + n - 1]]
+        edge = sum(abs(obs[s + n - 1, 0]) > 2.0 for s, n in ended)
+        print(f"  {low:6d}-{low + block:6d}  {len(inside):8d}  {np.mean([n for _, n in inside]):11.1f}  {edge:21d}  "
+              f"{len(ended) - edge:9d}  {len(inside) - len(ended):14d}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -101,6 +120,7 @@ def main() -> None:
     parser.add_argument("--replay", help="a replay file other than the one beside the artifact or checkpoint")
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--edge-episodes", type=int, default=4)
+    parser.add_argument("--block", type=int, default=2500, help="environment steps per row of part 3")
     args = parser.parse_args()
     from wm.tfsetup import tensorflow
 
@@ -109,6 +129,7 @@ def main() -> None:
     episodes(agent, args.episodes, tf)
     if replay is not None:
         edge_endings(agent, replay, args.edge_episodes, tf)
+        endings_over_training(replay, args.block)
 
 
 if __name__ == "__main__":

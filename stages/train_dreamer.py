@@ -38,7 +38,7 @@ STAGE_VERSION = 1
 SHAPE_FIELDS = ("latent", "deter", "stoch", "classes", "hidden", "units", "layers", "cnn_depth", "action_repeat", "symlog",
                 "twohot_bins", "norm", "activation", "unimix")
 LEARNING_FIELDS = (
-    "model_lr", "actor_lr", "critic_lr", "grad_clip", "kl_alpha", "kl_free", "kl_scale", "discount_scale",
+    "model_lr", "actor_lr", "critic_lr", "grad_clip", "kl_alpha", "kl_free", "kl_scale", "discount_scale", "terminal_weight",
     "gamma", "lambda_", "horizon", "rho", "eta", "target_every", "kl_mode", "kl_dyn_scale", "kl_rep_scale",
     "return_norm", "return_low", "return_high", "return_rate", "slow_critic_rate", "slow_critic_reg", "replay_value_scale",
 )
@@ -102,6 +102,7 @@ class TrainDreamerConfig(StageConfig):
     kl_free: float = option(0.0, "Free nats: each KL term's batch mean is floored here (DreamerV2: 0 Atari, 1 DMC).")
     kl_scale: float = option(0.1, "Weight of the KL loss (DreamerV2: 0.1 Atari, 1.0 DMC; --kl-mode balance only).")
     discount_scale: float = option(1.0, "Weight of the discount (episode continues) loss.")
+    terminal_weight: float = option(1.0, "Weight of the discount loss on the transitions that end an episode, against 1 on the others: above 1 the rare terminations (CartPole's cart leaving the track) count more (1: off, as in DreamerV2 and V3).", fingerprint="unless-default")
     gamma: float = option(0.999, "Discount factor (DreamerV2: 0.999 Atari, 0.99 DMC).")
     lambda_: float = option(0.95, "lambda of the lambda-returns (DreamerV2: 0.95).")
     horizon: int = option(15, "Imagination horizon H (DreamerV2: 15).")
@@ -193,7 +194,7 @@ class TrainDreamerConfig(StageConfig):
             raise ConfigError(f"'return_rate' must lie in (0, 1]; got {self.return_rate}.")
         if not 0 <= self.slow_critic_rate <= 1:
             raise ConfigError(f"'slow_critic_rate' must lie in [0, 1]; got {self.slow_critic_rate}.")
-        for name in ("kl_dyn_scale", "kl_rep_scale", "slow_critic_reg", "replay_value_scale"):
+        for name in ("kl_dyn_scale", "kl_rep_scale", "slow_critic_reg", "replay_value_scale", "terminal_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"'{name}' must be 0 or more; got {getattr(self, name)}.")
         if self.kl_mode == "balance" and (self.kl_dyn_scale, self.kl_rep_scale) != (0.5, 0.1):

@@ -311,3 +311,17 @@ def test_replay_lambda_returns_match_a_plain_loop_over_each_window():
     returns, _ = losses.replay_lambda_returns(*map(tf.constant, (reward[3:4], terminated[3:4], has_next[3:4], boot[3:4])), gamma, 1.0)
     direct = sum(gamma**i * reward[3, i] for i in range(length - 1)) + gamma ** (length - 1) * boot[3, -1]
     assert returns.numpy()[0, 0] == pytest.approx(direct, rel=1e-12)
+
+
+@pytest.mark.parametrize("weight", [1.0, 10.0])
+def test_continue_loss_weighs_the_terminations(weight):
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 6)).astype(np.float32)
+    terminated = rng.random((4, 6)) < 0.3
+    p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    direct = 0.0
+    for logit_p, ended in zip(p.ravel(), terminated.ravel()):
+        direct += weight * -np.log(1.0 - logit_p) if ended else -np.log(logit_p)
+    direct /= logits.size
+    got = float(losses.continue_loss(tf.constant(logits), tf.constant(terminated), weight))
+    assert got == pytest.approx(direct, rel=1e-5)

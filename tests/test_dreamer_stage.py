@@ -216,6 +216,7 @@ def test_contradictory_or_out_of_range_v3_options_are_refused(tmp_path):
         ({"return_rate": 0.0}, "'return_rate' must lie in (0, 1]"),
         ({"slow_critic_rate": 1.5}, "'slow_critic_rate' must lie in [0, 1]"),
         ({"replay_value_scale": -0.3}, "'replay_value_scale' must be 0 or more"),
+        ({"terminal_weight": -1.0}, "'terminal_weight' must be 0 or more"),
     ):
         with pytest.raises(ConfigError, match=None) as error:
             resolve_config(TrainDreamerConfig, explicit=settings)

@@ -75,6 +75,7 @@ class Learning:
     kl_free: float
     kl_scale: float
     discount_scale: float
+    terminal_weight: float  # the discount loss's weight on terminations against 1 on other steps (1: plain)
     gamma: float
     lambda_: float
     horizon: int
@@ -93,11 +94,11 @@ class Learning:
     replay_value_scale: float  # > 0: the critic also learns lambda-returns along the replay's windows (DreamerV3's later versions: 0.3)
 
 
-# Fields added with the DreamerV3 options and --action-repeat, and the values under which agents written before them were trained.
+# Fields added with the DreamerV3 options, --action-repeat and --terminal-weight, and the values under which agents written before them were trained.
 BEFORE_V3_SHAPE = {"action_repeat": 1, "symlog": False, "twohot_bins": 0, "norm": "none", "activation": "elu", "unimix": 0.0}
 BEFORE_V3_LEARNING = {"kl_mode": "balance", "kl_dyn_scale": 0.5, "kl_rep_scale": 0.1, "return_norm": "none", "return_low": 5.0,
                       "return_high": 95.0, "return_rate": 0.01, "slow_critic_rate": 0.0, "slow_critic_reg": 1.0,
-                      "replay_value_scale": 0.0}
+                      "replay_value_scale": 0.0, "terminal_weight": 1.0}
 
 # What the replay value loss reads of a training batch (`Agent.behaviour_losses`' `replay`).
 REPLAY_VALUE_KEYS = ("reward", "terminated", "has_next")
@@ -204,9 +205,8 @@ class Agent(keras.Model):
         else:
             reward_pred = tf.squeeze(self.reward_head(next_feat), -1)
             reward_nll = tf.reduce_mean(0.5 * tf.square(reward_pred - batch["reward"]))
-        continues = 1.0 - tf.cast(batch["terminated"], tf.float32)
         discount_logit = tf.squeeze(self.discount_head(next_feat), -1)
-        discount_nll = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=continues, logits=discount_logit))
+        discount_nll = losses.continue_loss(discount_logit, batch["terminated"], learning.terminal_weight)
         q, p = self.rssm.distribution(posterior), self.rssm.distribution(prior)
         if learning.kl_mode == "free-bits":
             kl = losses.kl_free_bits(q, p, self.shape.latent, learning.kl_dyn_scale, learning.kl_rep_scale, learning.kl_free)

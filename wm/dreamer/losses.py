@@ -136,6 +136,20 @@ def return_scale(low: Any, high: Any, limit: float = 1.0) -> Any:
     return tf.maximum(limit, high - low)
 
 
+def continue_loss(logits: Any, terminated: Any, terminal_weight: float = 1.0) -> Any:
+    """The discount head's loss: mean over steps of w_t * BCE(sigmoid(logit_t), 1 - terminated_t).
+
+    logits and terminated [..]; w_t is `terminal_weight` where the transition ends the episode, 1 elsewhere,
+    so that rare terminations (a cart leaving the track once in hundreds of episodes) count more. The mean
+    divides by the number of steps, not by the weights: with weight 1 it is the plain mean cross-entropy.
+    """
+    terminated = tf.cast(terminated, tf.float32)
+    per_step = tf.nn.sigmoid_cross_entropy_with_logits(labels=1.0 - terminated, logits=logits)
+    if terminal_weight == 1.0:
+        return tf.reduce_mean(per_step)
+    return tf.reduce_mean((1.0 + (terminal_weight - 1.0) * terminated) * per_step)
+
+
 def critic_loss(value: Any, returns: Any, weights: Any, slow_value: Any = None, slow_reg: float = 0.0) -> Any:
     """The critic's regression on the stop-gradient lambda-returns (DreamerV2 eq. 5), discount-weighted.
 
