@@ -75,14 +75,24 @@ def episodes(agent, count: int, tf) -> None:
             print(f"  x in [{low:+.1f}, {high:+.1f}): {inside.sum():5d} states, value {values[inside].mean():6.1f} +- {values[inside].std():.1f}")
 
 
-def edge_endings(agent, replay: Path, last: int, tf) -> None:
+def read_replay(path: Path) -> dict:
+    """The replay's arrays this script reads: obs, action, terminated, and each episode's start and length."""
+    with h5py.File(path, "r") as f:
+        return {"path": path, "obs": f["obs"][:], "action": f["action"][:], "terminated": f["terminated"][:],
+                "starts": f["episode/start"][:], "lengths": f["episode/length"][:]}
+
+
+def ended_and_edge(replay: dict, episodes: list) -> tuple[list, list]:
+    """Of (start, length) `episodes`: those that ended by termination, and of those the ones with the cart beyond |x| = 2."""
+    ended = [(s, n) for s, n in episodes if replay["terminated"][s + n - 1]]
+    return ended, [(s, n) for s, n in ended if abs(replay["obs"][s + n - 1, 0]) > 2.0]
+
+
+def edge_endings(agent, replay: dict, last: int, tf) -> None:
     """Part 2: the discount head's p(continue) after the last action of episodes that ended at the track's edge."""
-    with h5py.File(replay, "r") as f:
-        obs, action, terminated = f["obs"][:], f["action"][:], f["terminated"][:]
-        starts, lengths = f["episode/start"][:], f["episode/length"][:]
-    ended = [(s, n) for s, n in zip(starts, lengths) if terminated[s + n - 1]]
-    edge = [(s, n) for s, n in ended if abs(obs[s + n - 1, 0]) > 2.0]
-    print(f"replay {replay}: {len(starts)} episodes, {len(ended)} ended by termination, {len(edge)} of them with the cart beyond |x| = 2")
+    obs, action, starts = replay["obs"], replay["action"], replay["starts"]
+    ended, edge = ended_and_edge(replay, list(zip(starts, replay["lengths"])))
+    print(f"replay {replay['path']}: {len(starts)} episodes, {len(ended)} ended by termination, {len(edge)} of them with the cart beyond |x| = 2")
     for start, length in edge[-last:]:
         state, previous = agent.rssm.initial(1), tf.zeros([1, agent.shape.action_dim])
         for t in range(start, start + length):
@@ -93,11 +103,9 @@ def edge_endings(agent, replay: Path, last: int, tf) -> None:
         print(f"  an episode of {length} steps, last x {obs[start + length - 1, 0]:+.2f}: p(continue) after its last action {continues:.2f}")
 
 
-def endings_over_training(replay: Path, block: int) -> None:
+def endings_over_training(replay: dict, block: int) -> None:
     """Part 3: how the replay's episodes ended, block by block of environment steps (training episodes, sampled actions)."""
-    with h5py.File(replay, "r") as f:
-        obs, terminated = f["obs"][:], f["terminated"][:]
-        starts, lengths = f["episode/start"][:], f["episode/length"][:]
+    starts, lengths = replay["starts"], replay["lengths"]
     print(f"how the replay's episodes ended, by blocks of {block} environment steps (an episode counts in the block it ends in):")
     print("  steps           episodes  mean length  at the edge (|x| > 2)  pole fell  not terminated")
     ends = np.cumsum(lengths)
@@ -105,10 +113,9 @@ def endings_over_training(replay: Path, block: int) -> None:
         inside = [(s, n) for s, n, end in zip(starts, lengths, ends) if low < end <= low + block]
         if not inside:
             continue
-        ended = [(s, n) for s, n in inside if terminated[s + n - 1]]
-        edge = sum(abs(obs[s + n - 1, 0]) > 2.0 for s, n in ended)
-        print(f"  {low:6d}-{low + block:6d}  {len(inside):8d}  {np.mean([n for _, n in inside]):11.1f}  {edge:21d}  "
-              f"{len(ended) - edge:9d}  {len(inside) - len(ended):14d}")
+        ended, edge = ended_and_edge(replay, inside)
+        print(f"  {low:6d}-{low + block:6d}  {len(inside):8d}  {np.mean([n for _, n in inside]):11.1f}  {len(edge):21d}  "
+              f"{len(ended) - len(edge):9d}  {len(inside) - len(ended):14d}")
 
 
 def main() -> None:
@@ -128,8 +135,9 @@ def main() -> None:
     agent, replay = load(args)
     episodes(agent, args.episodes, tf)
     if replay is not None:
-        edge_endings(agent, replay, args.edge_episodes, tf)
-        endings_over_training(replay, args.block)
+        arrays = read_replay(replay)
+        edge_endings(agent, arrays, args.edge_episodes, tf)
+        endings_over_training(arrays, args.block)
 
 
 if __name__ == "__main__":
