@@ -7,7 +7,8 @@ acts and every `train_every` environment steps one update trains the world model
 sequence windows and the actor-critic in its imagination (`wm.dreamer.agent`). Finished episodes
 are appended to the replay, an HDF5 file of the rollouts layout in `<out stem>.ckpt/replay.h5`,
 which windows are read from without loading it. Every `eval_every` steps the actor's most likely
-actions are scored over `eval_episodes` episodes with their own seeds.
+actions (or samples of them, `--eval-action sample`) are scored over `eval_episodes` episodes with
+their own seeds.
 
 Checkpoints (`<out stem>.ckpt/checkpoint.h5`: every network, optimizer, counter and the history)
 are written at episode ends, every `checkpoint_seconds`; the same command after a kill goes on from
@@ -131,7 +132,9 @@ class TrainDreamerConfig(StageConfig):
     cem_top: int = option(100, "CEM elites the distribution is refit to (PlaNet: 100).")
     cem_noise: float = option(0.3, "Exploration while planning: Gaussian noise std on bounded actions (PlaNet: 0.3), or the probability of a uniform random discrete action.")
     eval_every: int = option(5000, "Environment steps between evaluations.")
-    eval_episodes: int = option(10, "Episodes per evaluation (the actor's most likely actions, fresh seeds).")
+    eval_episodes: int = option(10, "Episodes per evaluation (fresh seeds).")
+    eval_action: str = option("mode", "The evaluations' actions with --planner actor: the actor's most likely one (DreamerV2's evaluation) or a sample of it (DreamerV3's: its policy samples in evaluation too). --keep best and the log use these.", choices=("mode", "sample"), fingerprint="unless-default")
+    eval_both: bool = option(False, "Score every evaluation's episodes (the same seeds) with both --eval-action choices, recorded as mode_return_* and sample_return_* beside the scored return_*.", fingerprint="unless-default", flag="--eval-both/--no-eval-both")
     xla: bool = option(False, "Compile each whole update with XLA: faster for some presets, slower for others (bench/dreamer.py); float results differ in the last bits from the plain graph.", fingerprint="unless-default", flag="--xla/--no-xla")
     keep: str = option("last", "Which agent the artifact gives its readers (wm evaluate, wm dream): the last one, or the one of the best evaluation (ties: the later). The other is stored beside it.", choices=("last", "best"), fingerprint="unless-default")
     compression: str = compression_option("the replay's datasets")
@@ -178,6 +181,8 @@ class TrainDreamerConfig(StageConfig):
                 raise ConfigError(f"'{name}' must lie in [0, 1]; got {getattr(self, name)}.")
         if not 0 < self.gamma <= 1:
             raise ConfigError(f"'gamma' must lie in (0, 1]; got {self.gamma}.")
+        if self.eval_both and self.planner != "actor":
+            raise ConfigError("--eval-both scores the actor's most likely and sampled actions; with --planner cem the plan acts: drop --eval-both.")
         self._validate_v3()
 
     def _validate_v3(self) -> None:

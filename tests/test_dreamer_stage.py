@@ -19,7 +19,7 @@ def _train(tmp_path, name, *extra, env="CartPole-v1", preset="tiny"):
 
 # Agents several tests read, trained once per test worker: (env, preset, extra options) -> path.
 _TRAINED = {}
-_EXTRA = {"CartPole-v1": ("--keep", "best"), "fake-pixels": ("--action-repeat", "2")}
+_EXTRA = {"CartPole-v1": ("--keep", "best"), "fake-pixels": ("--action-repeat", "2"), "Pendulum-v1": ("--eval-action", "sample", "--eval-both")}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,11 @@ def test_tiny_run_writes_the_agent_the_replay_and_the_curves(trained, env, prese
             assert f.attrs["kept"] == "last" and f.attrs["kept_evaluation"] == 1
         repeat = 2 if env == "fake-pixels" else 1
         assert shape["action_repeat"] == f.attrs["action_repeat"] == repeat
+        if env == "Pendulum-v1":  # --eval-action sample --eval-both: the scored return is the sampled one, the mode's beside it
+            np.testing.assert_array_equal(f["history/eval_return_mean"][:], f["history/eval_sample_return_mean"][:])
+            assert not np.allclose(f["history/eval_mode_return_mean"][:], f["history/eval_sample_return_mean"][:])
+        else:
+            assert "history/eval_mode_return_mean" not in f
     replay = tmp_path / "dreamer.replay.h5"
     with h5py.File(replay, "r") as f:
         assert f.attrs["wm_kind"] == "replay" and "partial_committed_episodes" not in f.attrs
@@ -217,6 +222,7 @@ def test_contradictory_or_out_of_range_v3_options_are_refused(tmp_path):
         ({"slow_critic_rate": 1.5}, "'slow_critic_rate' must lie in [0, 1]"),
         ({"replay_value_scale": -0.3}, "'replay_value_scale' must be 0 or more"),
         ({"terminal_weight": -1.0}, "'terminal_weight' must be 0 or more"),
+        ({"eval_both": True, "planner": "cem"}, "with --planner cem the plan acts"),
     ):
         with pytest.raises(ConfigError, match=None) as error:
             resolve_config(TrainDreamerConfig, explicit=settings)

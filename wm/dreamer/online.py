@@ -71,7 +71,7 @@ class LiveEpisode:
     """An episode being played: the actor's recurrent state and the steps so far."""
 
     env_seed: int
-    policy: str  # "random", "explore" or "greedy"
+    policy: str  # "random", "explore" (training), "greedy" or "sample" (evaluation)
     counter: int  # numbers the episode's random streams
     observation: Any
     state: Any
@@ -178,7 +178,8 @@ class OnlineRun:
         return self.agent.rssm.initial(batch), self.tf.zeros([batch, self.shape.action_dim])
 
     def begin_episode(self, env_seed: int, policy: str, counter: int) -> LiveEpisode:
-        """Reset the environment for one episode acted by `policy`: "random", "explore" (actor samples) or "greedy" (actor mode)."""
+        """Reset the environment for one episode acted by `policy`: "random", "explore" (actor samples), or an evaluation's
+        "greedy" (actor mode) or "sample" (actor samples, from the evaluation's random stream)."""
         observation, _ = self.env.reset(seed=env_seed)
         if policy == "random":
             self.random_policy.reset(stream_rng(self.seed, PREFILL_STREAM, counter))
@@ -191,7 +192,7 @@ class OnlineRun:
         if episode.policy == "random":
             action = self.random_policy.act(observation)
         else:
-            stream = EVAL_STREAM if episode.policy == "greedy" else ACT_STREAM
+            stream = ACT_STREAM if episode.policy == "explore" else EVAL_STREAM
             step_seed = tf.constant(stream_seed(self.seed, stream, episode.counter * 100_000 + episode.length))
             if self.config.planner == "cem":
                 agent_action, episode.state = self.agent.plan(tf.constant(observation[None]), episode.state, episode.previous, step_seed, *self.cem)
@@ -199,7 +200,7 @@ class OnlineRun:
                     agent_action = self._planner_noise(agent_action, step_seed)
             else:
                 agent_action, episode.state = self.agent.act(tf.constant(observation[None]), episode.state, episode.previous, step_seed,
-                                                             episode.policy == "explore")
+                                                             episode.policy in ("explore", "sample"))
             episode.previous = agent_action
             action = dreamer_env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
         episode.observation, reward, terminated, truncated, _ = self.env.step(action)
@@ -248,21 +249,33 @@ class OnlineRun:
         run_seed = purpose_seed(self.seed, EVAL_STREAM, index)
         return [episode_env_seed(run_seed, episode) for episode in range(self.config.eval_episodes)]
 
-    def evaluate(self) -> dict[str, float]:
-        """`eval_episodes` greedy episodes with seeds of their own; the row added to the history."""
-        index = self.state.evaluations
+    def _score(self, index: int, action: str) -> tuple[list[float], list[int]]:
+        """Returns and lengths of evaluation `index`'s episodes, the actor's `action` ("mode" or "sample") acting."""
         returns, lengths = [], []
         for number, env_seed in enumerate(self.evaluation_env_seeds(index)):
-            episode = self.begin_episode(env_seed, "greedy", (index << 10) + number)
+            episode = self.begin_episode(env_seed, "greedy" if action == "mode" else "sample", (index << 10) + number)
             while not episode.done:
                 self.step(episode)
             returns.append(float(episode.arrays()["reward"].astype(np.float64).sum()))
             lengths.append(episode.length)
+        return returns, lengths
+
+    def evaluate(self) -> dict[str, float]:
+        """`eval_episodes` episodes with seeds of their own, acted by --eval-action (and with --eval-both by the other
+        choice too, on the same seeds); the row added to the history."""
+        index, scored = self.state.evaluations, self.config.eval_action
+        returns, lengths = self._score(index, scored)
         row = {
             "env_steps": self.state.env_steps, "updates": int(self.agent.updates.numpy()),
             "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
             "length_mean": float(np.mean(lengths)), "seconds": self.elapsed(),
         }
+        if self.config.eval_both:
+            other = "sample" if scored == "mode" else "mode"
+            other_returns, _ = self._score(index, other)
+            for action, values in ((scored, returns), (other, other_returns)):
+                row[f"{action}_return_mean"], row[f"{action}_return_std"] = float(np.mean(values)), float(np.std(values))
+            row["seconds"] = self.elapsed()
         self.state.eval_history.append(row)
         best = self.state.best_evaluation
         if best < 0 or row["return_mean"] >= self.state.eval_history[best]["return_mean"]:  # ties: the later, more trained agent
@@ -270,7 +283,7 @@ class OnlineRun:
                 kept.assign(weight)
             self.state.best_evaluation = index
         self.state.evaluations += 1
-        self.metrics.write({"eval/return_mean": row["return_mean"], "eval/return_std": row["return_std"]}, self.state.env_steps)
+        self.metrics.write({f"eval/{key}": value for key, value in row.items() if "return_" in key}, self.state.env_steps)
         return row
 
     def elapsed(self) -> float:
@@ -354,8 +367,10 @@ class OnlineRun:
 
     @staticmethod
     def _report(progress: Any, row: dict[str, float], what: str) -> None:
+        both = "".join(f"; {action} {row[f'{action}_return_mean']:.1f} +- {row[f'{action}_return_std']:.1f}"
+                       for action in ("mode", "sample") if f"{action}_return_mean" in row)
         progress.write(f"{what} at {row['env_steps']} steps ({row['updates']} updates): return "
-                       f"{row['return_mean']:.1f} +- {row['return_std']:.1f}")
+                       f"{row['return_mean']:.1f} +- {row['return_std']:.1f}{both}")
 
     def _save_with_time(self) -> None:
         self.state.seconds = self.elapsed()
@@ -378,8 +393,12 @@ class OnlineRun:
             steps = [row["env_steps"] for row in self.state.eval_history]
             mean = np.array([row["return_mean"] for row in self.state.eval_history])
             std = np.array([row["return_std"] for row in self.state.eval_history])
-            axis.plot(steps, mean, "o-", label="evaluation (mode of the actor)")
+            described = {"mode": "mode of the actor", "sample": "actor's samples"}
+            axis.plot(steps, mean, "o-", label=f"evaluation ({described[self.config.eval_action]})")
             axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+            other = "sample" if self.config.eval_action == "mode" else "mode"
+            if all(f"{other}_return_mean" in row for row in self.state.eval_history):
+                axis.plot(steps, [row[f"{other}_return_mean"] for row in self.state.eval_history], "s--", label=f"evaluation ({described[other]})")
         axis.set_xlabel("environment steps")
         axis.set_ylabel("return")
         axis.set_title(f"wm train-dreamer {self.config.env}")
@@ -425,7 +444,10 @@ class OnlineRun:
             if state.best_evaluation != last:
                 save_variables(f.create_group("other_agent"), other)
             create_dataset(f, "training_env_seeds", data=np.asarray(sorted(set(met)), np.uint32))
-            for key in ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds"):
+            keys = ("env_steps", "updates", "return_mean", "return_std", "length_mean", "seconds")
+            if self.config.eval_both:
+                keys += ("mode_return_mean", "mode_return_std", "sample_return_mean", "sample_return_std")
+            for key in keys:
                 create_dataset(f, f"history/eval_{key}", data=np.array([row[key] for row in state.eval_history], dtype=np.float64))
             episodes = np.asarray(state.episode_history, dtype=np.float64).reshape(-1, 3)
             create_dataset(f, "history/episode_env_steps", data=episodes[:, 0])
