@@ -4,8 +4,10 @@ and whether its world model sees the end of the track coming (the README's CartP
     python docs/cartpole_drift.py --artifact runs/cartpole-v3/dreamer.h5 [--episodes 10]
     python docs/cartpole_drift.py --checkpoint runs/cartpole-v3/dreamer.ckpt/checkpoint.h5 --preset cartpole-v3
 
-1. `--episodes` episodes on fresh seeds (20,000 + i), the actor's most likely actions: each one's return and
-   the cart's final position x; then the critic's value of the posterior states, averaged by x.
+1. `--episodes` episodes on fresh seeds (20,000 + i), the actor's most likely actions (or samples of them,
+   `--actor-action sample`): each one's return, the cart's final position x, the actor's mean p(push right)
+   and the share of steps at which neither action had more than 0.6 (where the mode turns a near coin toss
+   into a fixed choice); then the critic's value of the posterior states, averaged by x.
 2. With a replay (`<out stem>.replay.h5` beside an artifact, `replay.h5` beside a checkpoint, or `--replay`): of
    its episodes that ended by termination with the cart beyond |x| = 2, the discount head's probability that
    the episode continues after the last action (the prior state after it), for the last `--edge-episodes`;
@@ -49,8 +51,8 @@ def load(args: argparse.Namespace) -> tuple:
     return agent, replay if replay.exists() else None
 
 
-def episodes(agent, count: int, tf) -> None:
-    """Part 1: returns, final positions and the critic's value by cart position."""
+def episodes(agent, count: int, sample: bool, tf) -> None:
+    """Part 1: returns, final positions, the actor's probabilities and the critic's value by cart position."""
     import gymnasium as gym
 
     env = gym.make("CartPole-v1")
@@ -58,15 +60,19 @@ def episodes(agent, count: int, tf) -> None:
     for episode in range(count):
         obs, _ = env.reset(seed=20_000 + episode)
         state, previous = agent.rssm.initial(1), tf.zeros([1, agent.shape.action_dim])
-        done, total = False, 0.0
+        done, total, right = False, 0.0, []
         while not done:
-            previous, state = agent.act(tf.constant(obs[None], tf.float32), state, previous, tf.constant([episode, int(total)]), False)
+            previous, state = agent.act(tf.constant(obs[None], tf.float32), state, previous, tf.constant([episode, int(total)]), sample)
+            features = agent.rssm.features(state)
             xs.append(obs[0])
-            values.append(float(agent.scalar(agent.critic, agent.rssm.features(state))[0]))
+            values.append(float(agent.scalar(agent.critic, features)[0]))
+            right.append(float(tf.nn.softmax(agent.action_distribution(features).logits)[0, 1]))
             obs, reward, terminated, truncated, _ = env.step(int(np.argmax(previous.numpy()[0])))
             total += reward
             done = terminated or truncated
-        print(f"episode {episode}: return {total:.0f}, final x {obs[0]:+.2f}" + (" (terminated)" if terminated else ""))
+        right = np.array(right)
+        print(f"episode {episode}: return {total:.0f}, final x {obs[0]:+.2f}" + (" (terminated)" if terminated else "") +
+              f"; mean p(right) {right.mean():.3f}, steps with both actions at 0.4-0.6: {np.mean(np.abs(right - 0.5) <= 0.1):.0%}")
     xs, values = np.array(xs), np.array(values)
     print("critic's value of the real states by cart position:")
     for low, high in zip(X_BINS[:-1], X_BINS[1:]):
@@ -126,6 +132,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cartpole-v3", help="the preset the checkpoint was trained with")
     parser.add_argument("--replay", help="a replay file other than the one beside the artifact or checkpoint")
     parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--actor-action", choices=("mode", "sample"), default="mode", help="part 1's actions: the actor's mode or samples")
     parser.add_argument("--edge-episodes", type=int, default=4)
     parser.add_argument("--block", type=int, default=2500, help="environment steps per row of part 3")
     args = parser.parse_args()
@@ -133,7 +140,7 @@ def main() -> None:
 
     tf = tensorflow()
     agent, replay = load(args)
-    episodes(agent, args.episodes, tf)
+    episodes(agent, args.episodes, args.actor_action == "sample", tf)
     if replay is not None:
         arrays = read_replay(replay)
         edge_endings(agent, arrays, args.edge_episodes, tf)

@@ -82,6 +82,7 @@ class TrainDreamerConfig(StageConfig):
     env: str = option("CartPole-v1", "Environment: a wm name (doom-takecover, carracing, fake-pixels) or a gymnasium id.")
     steps: int = option(50_000, "Environment steps in total, prefill included (the agent's steps: frames / action_repeat).")
     max_steps: int = option(0, "Episode step limit; 0: the environment's own.")
+    train_max_steps: int = option(0, "Step limit of the training episodes alone (frames), where it differs from max_steps: the evaluations (and wm evaluate) keep max_steps, so their scores stay the task's. Longer training episodes let a policy's slow failures (CartPole's drift to the track's edge) reach the replay instead of being cut by the time limit. 0: max_steps.", fingerprint="unless-default")
     action_repeat: int = option(1, "Frames each action is held for; the agent sees every action_repeat-th frame and the rewards in between summed (Dreamer: 4 Atari and DMLab, 2 DMC). steps, prefill_steps, train_every and eval_every count the agent's steps; max_steps and returns count frames.", fingerprint="unless-default")
     prefill_steps: int = option(1000, "Steps of the random policy before training starts (DreamerV2: 50k Atari, 1k DMC). With --prefill R.h5 its episodes are used instead.")
     train_every: int = option(5, "Environment steps per training update (DreamerV2: 16 Atari, 5 DMC).")
@@ -173,7 +174,7 @@ class TrainDreamerConfig(StageConfig):
             raise ConfigError(f"'cem_candidates' ({self.cem_candidates}) must be at least 'cem_top' ({self.cem_top}).")
         if self.cem_noise < 0:
             raise ConfigError(f"'cem_noise' must be 0 or more; got {self.cem_noise}.")
-        self.require_at_least(0, "max_steps", "prefill_steps", "layers")
+        self.require_at_least(0, "max_steps", "train_max_steps", "prefill_steps", "layers")
         self.require_at_least(2, "classes")
         self.require_positive("model_lr", "actor_lr", "critic_lr", "grad_clip", "cnn_depth")
         for name in ("kl_alpha", "rho", "lambda_"):
@@ -285,13 +286,16 @@ def compute(config: TrainDreamerConfig, inputs: Mapping[str, Any], seed: int, ou
     from wm.dreamer.online import OnlineRun
 
     env, spaces_json = _probe(config)
+    eval_env = None
     try:
         env = with_action_repeat(env, config.action_repeat)
+        if config.train_max_steps:  # the probed env (max_steps) evaluates; the training episodes get their own limit
+            eval_env, env = env, with_action_repeat(make_env(config.env, config.train_max_steps), config.action_repeat)
         shape = agent_shape_for(config, env.observation_space, env.action_space, config.env)
         attributes = {"env_id": config.env, "env_kwargs_json": json.dumps({}), "observation_space_json": spaces_json[0],
                       "action_space_json": spaces_json[1], "policy": "dreamer", "max_steps": int(config.max_steps),
-                      "action_repeat": int(config.action_repeat)}
-        online = OnlineRun(config, shape, learning_for(config), env, output, seed, attributes, inputs["prefill"])
+                      "action_repeat": int(config.action_repeat), "train_max_steps": int(config.train_max_steps)}
+        online = OnlineRun(config, shape, learning_for(config), env, output, seed, attributes, inputs["prefill"], eval_env)
         try:
             online.train()
         except KeyboardInterrupt:
@@ -303,6 +307,8 @@ def compute(config: TrainDreamerConfig, inputs: Mapping[str, Any], seed: int, ou
         online.write_artifacts()
     finally:
         env.close()
+        if eval_env is not None:
+            eval_env.close()
 
 
 STAGE = Stage(

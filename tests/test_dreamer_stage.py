@@ -19,7 +19,8 @@ def _train(tmp_path, name, *extra, env="CartPole-v1", preset="tiny"):
 
 # Agents several tests read, trained once per test worker: (env, preset, extra options) -> path.
 _TRAINED = {}
-_EXTRA = {"CartPole-v1": ("--keep", "best"), "fake-pixels": ("--action-repeat", "2"), "Pendulum-v1": ("--eval-action", "sample", "--eval-both")}
+_EXTRA = {"CartPole-v1": ("--keep", "best"), "fake-pixels": ("--action-repeat", "2"), "Pendulum-v1": ("--eval-action", "sample", "--eval-both", "--max-steps", "50",
+                                                                                                "--train-max-steps", "100")}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,10 @@ def test_tiny_run_writes_the_agent_the_replay_and_the_curves(trained, env, prese
         if env == "Pendulum-v1":  # --eval-action sample --eval-both: the scored return is the sampled one, the mode's beside it
             np.testing.assert_array_equal(f["history/eval_return_mean"][:], f["history/eval_sample_return_mean"][:])
             assert not np.allclose(f["history/eval_mode_return_mean"][:], f["history/eval_sample_return_mean"][:])
+            # --train-max-steps 100: training episodes of 100 steps, evaluations still cut at --max-steps 50
+            assert f.attrs["max_steps"] == 50 and f.attrs["train_max_steps"] == 100
+            np.testing.assert_array_equal(f["history/eval_length_mean"][:], 50)
+            assert set(f["history/episode_length"][:]) == {100}
         else:
             assert "history/eval_mode_return_mean" not in f
     replay = tmp_path / "dreamer.replay.h5"

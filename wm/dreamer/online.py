@@ -70,6 +70,7 @@ class LoopState:
 class LiveEpisode:
     """An episode being played: the actor's recurrent state and the steps so far."""
 
+    env: Any  # the training or the evaluation environment
     env_seed: int
     policy: str  # "random", "explore" (training), "greedy" or "sample" (evaluation)
     counter: int  # numbers the episode's random streams
@@ -95,13 +96,15 @@ class LiveEpisode:
 class OnlineRun:
     """One `wm train-dreamer` run: its agent, environment, replay, counters and files."""
 
-    def __init__(self, config: Any, shape: Any, learning: Any, env: Any, output: Any, seed: int, attributes: dict[str, Any], prefill: Any):
+    def __init__(self, config: Any, shape: Any, learning: Any, env: Any, output: Any, seed: int, attributes: dict[str, Any], prefill: Any,
+                 eval_env: Any = None):
         from wm.dreamer.agent import Agent
         from wm.envs.policies import PolicySpec, make_policy
         from wm.tfsetup import keras, tensorflow
 
         self.tf, keras = tensorflow(), keras()
         self.config, self.shape, self.env, self.output, self.out, self.seed = config, shape, env, output, output.path, seed
+        self.eval_env = env if eval_env is None else eval_env  # another episode limit (--train-max-steps), same environment
         self.attributes, self.prefill = attributes, prefill
         self.checkpoint_folder, self.log_folder = output.checkpoint_folder, output.log_folder
         self.replay_path = self.checkpoint_folder / "replay.h5"
@@ -180,11 +183,12 @@ class OnlineRun:
     def begin_episode(self, env_seed: int, policy: str, counter: int) -> LiveEpisode:
         """Reset the environment for one episode acted by `policy`: "random", "explore" (actor samples), or an evaluation's
         "greedy" (actor mode) or "sample" (actor samples, from the evaluation's random stream)."""
-        observation, _ = self.env.reset(seed=env_seed)
+        env = self.eval_env if policy in ("greedy", "sample") else self.env
+        observation, _ = env.reset(seed=env_seed)
         if policy == "random":
             self.random_policy.reset(stream_rng(self.seed, PREFILL_STREAM, counter))
         state, previous = self._new_actor_state(1)
-        return LiveEpisode(env_seed, policy, counter, observation, state, previous)
+        return LiveEpisode(env, env_seed, policy, counter, observation, state, previous)
 
     def step(self, episode: LiveEpisode) -> None:
         """Act once in the episode and record the step (the agent's `act`, or `plan` with --planner cem)."""
@@ -203,7 +207,7 @@ class OnlineRun:
                                                              episode.policy in ("explore", "sample"))
             episode.previous = agent_action
             action = dreamer_env_action(agent_action.numpy()[0], self.shape.action_kind, self.low, self.high)
-        episode.observation, reward, terminated, truncated, _ = self.env.step(action)
+        episode.observation, reward, terminated, truncated, _ = episode.env.step(action)
         episode.record(observation, action, reward, terminated, truncated)
 
     def _planner_noise(self, action: Any, seed: Any) -> Any:
