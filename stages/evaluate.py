@@ -55,7 +55,7 @@ class EvaluateConfig(StageConfig):
     ray_address: Optional[str] = option(None, "Address of a running Ray cluster for --backend ray.", fingerprint=False)
     task_timeout: float = option(1800.0, "Seconds without any episode finishing after which the workers are declared hung.", fingerprint=False)
     planner: str = option("actor", "Dreamer agents: act with the actor's most likely action, or plan with the cross-entropy method over the world model (PlaNet).", choices=("actor", "cem"))
-    actor_action: str = option("mode", "Dreamer agents with --planner actor: the actor's most likely action (DreamerV2's evaluation, and train-dreamer's) or a sample of it (DreamerV3's: its policy samples in evaluation too).", choices=("mode", "sample"), fingerprint="unless-default")
+    actor_action: str = option("mode", "Dreamer agents with --planner actor: the actor's most likely action (DreamerV2's evaluation, and train-dreamer's by default: --eval-action) or a sample of it (DreamerV3's: its policy samples in evaluation too).", choices=("mode", "sample"), fingerprint="unless-default")
     cem_horizon: int = option(12, "CEM planning horizon (PlaNet: 12).")
     cem_iterations: int = option(10, "CEM refits per step (PlaNet: 10).")
     cem_candidates: int = option(1000, "CEM action sequences per refit (PlaNet: 1000).")
