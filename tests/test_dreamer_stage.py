@@ -19,8 +19,11 @@ def _train(tmp_path, name, *extra, env="CartPole-v1", preset="tiny"):
 
 # Agents several tests read, trained once per test worker: (env, preset, extra options) -> path.
 _TRAINED = {}
-_EXTRA = {"CartPole-v1": ("--keep", "best"), "fake-pixels": ("--action-repeat", "2"), "Pendulum-v1": ("--eval-action", "sample", "--eval-both", "--max-steps", "50",
-                                                                                                "--train-max-steps", "100")}
+_EXTRA = {
+    "CartPole-v1": ("--keep", "best"),
+    "fake-pixels": ("--action-repeat", "2"),
+    "Pendulum-v1": ("--eval-action", "sample", "--eval-both", "--max-steps", "50", "--train-max-steps", "100"),
+}
 
 
 @pytest.fixture(scope="module")

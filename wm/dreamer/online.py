@@ -72,7 +72,7 @@ class LiveEpisode:
 
     env: Any  # the training or the evaluation environment
     env_seed: int
-    policy: str  # "random", "explore" (training), "greedy" or "sample" (evaluation)
+    policy: str  # "random", "explore" (training), "mode" or "sample" (evaluation)
     counter: int  # numbers the episode's random streams
     observation: Any
     state: Any
@@ -182,8 +182,8 @@ class OnlineRun:
 
     def begin_episode(self, env_seed: int, policy: str, counter: int) -> LiveEpisode:
         """Reset the environment for one episode acted by `policy`: "random", "explore" (actor samples), or an evaluation's
-        "greedy" (actor mode) or "sample" (actor samples, from the evaluation's random stream)."""
-        env = self.eval_env if policy in ("greedy", "sample") else self.env
+        "mode" (the actor's most likely action) or "sample" (actor samples, from the evaluation's random stream)."""
+        env = self.eval_env if policy in ("mode", "sample") else self.env
         observation, _ = env.reset(seed=env_seed)
         if policy == "random":
             self.random_policy.reset(stream_rng(self.seed, PREFILL_STREAM, counter))
@@ -257,7 +257,7 @@ class OnlineRun:
         """Returns and lengths of evaluation `index`'s episodes, the actor's `action` ("mode" or "sample") acting."""
         returns, lengths = [], []
         for number, env_seed in enumerate(self.evaluation_env_seeds(index)):
-            episode = self.begin_episode(env_seed, "greedy" if action == "mode" else "sample", (index << 10) + number)
+            episode = self.begin_episode(env_seed, action, (index << 10) + number)
             while not episode.done:
                 self.step(episode)
             returns.append(float(episode.arrays()["reward"].astype(np.float64).sum()))
